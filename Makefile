@@ -1,0 +1,40 @@
+# otcls — every entry point a user needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: help install test demo bench data-fmnist clean
+.DEFAULT_GOAL := help
+
+help:  ## list targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+# Re-runs only when the dependency files change, so `make install` is quick when nothing did.
+$(VENV)/.install-stamp: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.install-stamp  ## create .venv and install otcls (editable) with pinned dependencies
+
+data-fmnist:  ## make sure the offline Fashion-MNIST files exist (Debian package dataset-fashion-mnist)
+	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or set data.root" >&2; exit 1; fi; \
+	fi
+
+test: install data-fmnist  ## run the test suite
+	$(PY) -m pytest -q
+
+bench: install  ## time otcls solvers against POT / cvxpy (ratios + Markdown table)
+	$(PY) experiments/bench/bench_solvers.py
+
+clean:  ## remove run outputs (keeps .venv)
+	rm -rf runs results lightning_logs wandb .pytest_cache
+
+# Each product area adds its targets in make/<area>.mk.
+-include make/*.mk
