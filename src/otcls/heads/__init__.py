@@ -1,0 +1,1 @@
+"""otcls.heads."""
