@@ -1,0 +1,72 @@
+"""Fashion-MNIST-LT, the offline default benchmark (10 classes, 28×28 grey images)."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+from torchvision.datasets import FashionMNIST
+from torchvision.datasets.utils import extract_archive
+
+from otcls.data.base import LongTailDataModule
+from otcls.data.transforms import FMNIST_MEAN, FMNIST_STD, small_image_eval, small_image_train
+
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def prepare_root(root: str, sources: Sequence[str] = (DEBIAN_DIR,)) -> str:
+    """Make ``root/FashionMNIST/raw/`` hold the four idx files torchvision reads.
+
+    Already there → nothing to do. Otherwise the ``.gz`` (or plain) idx files are taken from
+    ``root`` itself or from ``sources`` (the Debian package dir) and decompressed into ``raw/``.
+    Returns the raw directory; raises ValueError saying how to get the data when none is found.
+    """
+    raw = os.path.join(root, "FashionMNIST", "raw")
+    if all(os.path.isfile(os.path.join(raw, f)) for f in IDX_FILES):
+        return raw
+    for src in (root, *sources):
+        if all(os.path.isfile(os.path.join(src, f)) or os.path.isfile(os.path.join(src, f + ".gz")) for f in IDX_FILES):
+            os.makedirs(raw, exist_ok=True)
+            for f in IDX_FILES:
+                if os.path.isfile(os.path.join(src, f + ".gz")):
+                    extract_archive(os.path.join(src, f + ".gz"), raw)
+                else:
+                    os.symlink(os.path.abspath(os.path.join(src, f)), os.path.join(raw, f))
+            return raw
+    raise ValueError(
+        f"Fashion-MNIST not found in '{root}' or {list(sources)}. Get it with "
+        f"'sudo apt-get install dataset-fashion-mnist' (files in {DEBIAN_DIR}), put the four idx(.gz) files "
+        f"in data.root, or set data.download: true to fetch them with torchvision.")
+
+
+class FashionMNISTLTDataModule(LongTailDataModule):
+    """Fashion-MNIST-LT. ``download=True`` lets torchvision fetch the files when no local copy exists."""
+
+    num_classes = 10
+
+    def __init__(self, root: str = "data/fashion-mnist", download: bool = False, **kwargs) -> None:
+        super().__init__(root=root, **kwargs)
+        self.download = download
+
+    def prepare_data(self) -> None:
+        try:
+            prepare_root(self.root)
+        except ValueError:
+            if not self.download:
+                raise
+            FashionMNIST(self.root, train=True, download=True)
+            FashionMNIST(self.root, train=False, download=True)
+
+    def load_split(self, split: str) -> Optional[Tuple[FashionMNIST, np.ndarray]]:
+        if split == "val":
+            return None
+        self.prepare_data()
+        ds = FashionMNIST(self.root, train=(split == "train"))
+        return ds, ds.targets.numpy()
+
+    def train_transform(self) -> Callable:
+        return small_image_train(28, 2, FMNIST_MEAN, FMNIST_STD, self.augment)
+
+    def eval_transform(self) -> Callable:
+        return small_image_eval(FMNIST_MEAN, FMNIST_STD)
