@@ -1,1 +1,17 @@
-"""otcls.ot."""
+"""Pure-PyTorch optimal-transport solvers: entropic OT, RE-OT, DB-OT, barycenters, projections.
+
+Problem → solver → result: :class:`LinearProblem` holds the checked inputs, :func:`solve`
+dispatches to a named solver, :class:`OTResult` holds plan, potentials and convergence record.
+Everything is batched over a leading dimension, log-domain, differentiable and device-agnostic.
+"""
+from .dbot import dbot_ascent, dbot_cyclic, dbot_dykstra, dbot_three_scaling
+from .problem import LinearProblem
+from .result import OTConvergenceWarning, OTResult
+from .semi_relaxed import semi_relaxed
+from .sinkhorn import sinkhorn, sinkhorn_log
+from .solve import SOLVERS, solve
+
+__all__ = [
+    "LinearProblem", "OTConvergenceWarning", "OTResult", "SOLVERS", "dbot_ascent", "dbot_cyclic",
+    "dbot_dykstra", "dbot_three_scaling", "semi_relaxed", "sinkhorn", "sinkhorn_log", "solve",
+]

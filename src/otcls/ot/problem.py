@@ -1,0 +1,161 @@
+"""The linear OT problem: cost, marginals, optional prior and column bounds, with input checks.
+
+``LinearProblem`` broadcasts every input to a leading batch dimension and checks it once, so
+the solvers can assume clean, batched, finite tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+
+Scalar = Union[float, int, torch.Tensor]
+
+
+def _as_tensor(x, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+
+
+def _check_finite_nonneg(name: str, x: torch.Tensor, allow_inf: bool = False) -> None:
+    bad = torch.isnan(x) if allow_inf else ~torch.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{name} contains {'NaN' if allow_inf else 'NaN or inf'} values; "
+                         f"every entry must be a finite number")
+    if (x < 0).any():
+        raise ValueError(f"{name} has negative entries (min {x.min().item():.3g}); "
+                         f"masses, bounds and priors must be >= 0")
+
+
+def _vector(name: str, x, batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    x = _as_tensor(x, like)
+    if x.dim() == 0:
+        x = x.expand(size)
+    if x.dim() == 1:
+        x = x.unsqueeze(0)
+    if x.dim() != 2 or x.shape[-1] != size or x.shape[0] not in (1, batch):
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected ({size},) or ({batch}, {size}) "
+                         f"to match cost of shape (B={batch}, n, m)")
+    return x.expand(batch, size)
+
+
+@dataclass
+class LinearProblem:
+    """``min_P <C, P> + eps · KL~(P | Q)`` under marginal constraints.
+
+    * ``b`` given: balanced, ``P 1 = a`` and ``Pᵀ 1 = b``.
+    * ``lower``/``upper`` given: DB-OT, ``P 1 = a`` and ``lower <= Pᵀ 1 <= upper``.
+    * neither: semi-relaxed, ``P 1 = a`` only.
+
+    ``Q = 1`` (no prior) is plain entropic OT up to a constant. All tensors carry a leading batch
+    dimension ``B``; ``batched`` records whether the user passed one.
+    """
+
+    cost: torch.Tensor
+    a: torch.Tensor
+    eps: torch.Tensor
+    b: Optional[torch.Tensor] = None
+    prior: Optional[torch.Tensor] = None
+    lower: Optional[torch.Tensor] = None
+    upper: Optional[torch.Tensor] = None
+    batched: bool = True
+
+    @property
+    def kind(self) -> str:
+        if self.b is not None:
+            return "balanced"
+        if self.lower is not None or self.upper is not None:
+            return "bounded"
+        return "semi_relaxed"
+
+    @property
+    def log_kernel(self) -> torch.Tensor:
+        """``log Q - C / eps``: the Gibbs kernel of RE-OT in the log domain."""
+        log_k = -self.cost / self.eps[:, :, None]
+        if self.prior is not None:
+            log_k = log_k + _safe_log(self.prior)
+        return log_k
+
+    @classmethod
+    def build(cls, cost, a, b=None, *, eps, prior=None, lower=None, upper=None,
+              mass_rtol: float = 1e-5) -> "LinearProblem":
+        if not isinstance(cost, torch.Tensor):
+            cost = torch.as_tensor(cost, dtype=torch.get_default_dtype())
+        if not cost.is_floating_point():
+            cost = cost.to(torch.get_default_dtype())
+        if cost.dim() not in (2, 3):
+            raise ValueError(f"cost must have shape (n, m) or (B, n, m), got {tuple(cost.shape)}")
+        batched = cost.dim() == 3
+        cost = cost if batched else cost.unsqueeze(0)
+        B, n, m = cost.shape
+        if n == 0 or m == 0:
+            raise ValueError(f"cost has an empty dimension: shape {tuple(cost.shape)}")
+        if not torch.isfinite(cost).all():
+            raise ValueError("cost contains NaN or inf; costs must be finite (mask entries with a zero prior instead)")
+
+        eps_t = _as_tensor(eps, cost)
+        if eps_t.dim() > 1 or (eps_t.dim() == 1 and eps_t.shape[0] not in (1, B)):
+            raise ValueError(f"eps must be a scalar or a ({B},) tensor, got shape {tuple(eps_t.shape)}")
+        if not torch.isfinite(eps_t).all() or (eps_t <= 0).any():
+            raise ValueError(f"eps must be finite and > 0, got {eps_t.detach().cpu().tolist()}")
+        eps_t = eps_t.reshape(-1, 1).expand(B, 1)
+
+        a = _vector("a", a, B, n, cost)
+        _check_finite_nonneg("a", a)
+        if (a.sum(-1) <= 0).any():
+            raise ValueError("a sums to zero for some problem; the row marginal needs positive mass")
+
+        if b is not None and (lower is not None or upper is not None):
+            raise ValueError("give either b (balanced OT) or lower/upper (DB-OT), not both")
+        if b is not None:
+            b = _vector("b", b, B, m, cost)
+            _check_finite_nonneg("b", b)
+            sa, sb = a.sum(-1), b.sum(-1)
+            if not torch.allclose(sa, sb, rtol=mass_rtol, atol=0):
+                raise ValueError(f"balanced OT needs sum(a) == sum(b); got {sa.tolist()} vs {sb.tolist()}. "
+                                 f"Normalise both, or use lower/upper bounds (DB-OT) for inexact column masses")
+        if lower is not None:
+            lower = _vector("lower", lower, B, m, cost)
+            _check_finite_nonneg("lower", lower)
+        if upper is not None:
+            upper = _vector("upper", upper, B, m, cost)
+            _check_finite_nonneg("upper", upper, allow_inf=True)
+        if lower is not None or upper is not None:
+            _check_bounds(a, lower, upper, mass_rtol)
+
+        if prior is not None:
+            prior = _as_tensor(prior, cost)
+            if prior.dim() == 2:
+                prior = prior.unsqueeze(0)
+            if prior.dim() != 3 or prior.shape[-2:] != (n, m) or prior.shape[0] not in (1, B):
+                raise ValueError(f"prior Q has shape {tuple(prior.shape)}; expected ({n}, {m}) or ({B}, {n}, {m})")
+            _check_finite_nonneg("prior Q", prior)
+            prior = prior.expand(B, n, m)
+            rows_dead = ((prior > 0).sum(-1) == 0) & (a > 0)
+            if rows_dead.any():
+                raise ValueError("prior Q has an all-zero row where a > 0: that row's mass cannot go anywhere")
+            if b is not None:
+                cols_dead = ((prior > 0).sum(-2) == 0) & (b > 0)
+                if cols_dead.any():
+                    raise ValueError("prior Q has an all-zero column where b > 0: that column cannot be filled")
+        return cls(cost=cost, a=a, eps=eps_t, b=b, prior=prior, lower=lower, upper=upper, batched=batched)
+
+
+def _check_bounds(a, lower, upper, rtol) -> None:
+    mass = a.sum(-1)
+    slack = rtol * mass
+    if lower is not None and upper is not None and (lower > upper).any():
+        j = (lower > upper).nonzero()[0].tolist()
+        raise ValueError(f"infeasible bounds: lower > upper at (problem, column) {tuple(j)}")
+    if lower is not None and (lower.sum(-1) > mass + slack).any():
+        raise ValueError(f"infeasible bounds: sum(lower) = {lower.sum(-1).max().item():.6g} exceeds the "
+                         f"row mass sum(a) = {mass.max().item():.6g}; loosen the lower bounds")
+    if upper is not None and (upper.sum(-1) < mass - slack).any():
+        raise ValueError(f"infeasible bounds: sum(upper) = {upper.sum(-1).min().item():.6g} is below the "
+                         f"row mass sum(a) = {mass.min().item():.6g}; loosen the upper bounds")
+
+
+def _safe_log(x: torch.Tensor) -> torch.Tensor:
+    """``log x`` with exact ``-inf`` at zeros and no inf/NaN gradients there."""
+    pos = x > 0
+    return torch.where(pos, torch.log(torch.where(pos, x, torch.ones_like(x))), torch.full_like(x, -torch.inf))

@@ -1,0 +1,67 @@
+"""One entry point for every linear OT problem in otcls."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+from .dbot import dbot_ascent, dbot_cyclic, dbot_dykstra, dbot_three_scaling
+from .fixed_point import check_options
+from .problem import LinearProblem
+from .result import OTResult
+from .semi_relaxed import semi_relaxed
+from .sinkhorn import sinkhorn, sinkhorn_log
+
+SOLVERS: Dict[str, Dict[str, Callable[..., OTResult]]] = {
+    "balanced": {"sinkhorn_log": sinkhorn_log, "sinkhorn": sinkhorn},
+    "bounded": {"dbot_ascent": dbot_ascent, "dbot_three_scaling": dbot_three_scaling,
+                "dbot_dykstra": dbot_dykstra, "dbot_cyclic": dbot_cyclic},
+    "semi_relaxed": {"semi_relaxed": semi_relaxed},
+}
+DEFAULT_METHOD = {"balanced": "sinkhorn_log", "bounded": "dbot_ascent", "semi_relaxed": "semi_relaxed"}
+
+
+def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: str = "auto",
+          tol: Optional[float] = 1e-6, max_iter: int = 1000, grad: str = "autodiff",
+          check_every: int = 10) -> OTResult:
+    r"""Solve entropic OT, RE-OT or DB-OT, batched and differentiable.
+
+    .. math::
+        \min_P \langle C, P\rangle + \varepsilon\,\mathrm{KL}^\sim(P \,|\, Q)
+        \quad\text{s.t.}\quad P\mathbf 1 = a,\ \begin{cases}
+        P^\top\mathbf 1 = b & \text{if } b \text{ is given (balanced)}\\
+        l \le P^\top\mathbf 1 \le u & \text{if lower/upper are given (DB-OT)}\\
+        \text{nothing} & \text{otherwise (semi-relaxed, closed form)}\end{cases}
+
+    ``Q = 1`` when ``prior`` is None (plain entropic OT).
+
+    Args:
+        cost: ``(n, m)`` or ``(B, n, m)``; finite.
+        a: row marginal ``(n,)`` or ``(B, n)``; ``>= 0`` with positive sum.
+        b: column marginal (balanced OT); ``sum(b) == sum(a)``.
+        eps: regulariser ``> 0``; float or ``(B,)`` tensor.
+        prior: RE-OT prior ``Q`` ``(n, m)`` or ``(B, n, m)``, ``>= 0``.
+        lower, upper: DB-OT column bounds ``(m,)`` or ``(B, m)``; either may be None (0 / +inf).
+        method: ``"auto"`` or a solver name: ``sinkhorn_log``, ``sinkhorn`` (balanced);
+            ``dbot_ascent``, ``dbot_three_scaling``, ``dbot_dykstra``, ``dbot_cyclic``
+            (bounded; the last is not optimal); ``semi_relaxed``.
+        tol: stop a problem when its relative marginal/bound violation is ``<= tol``; ``None``
+            runs exactly ``max_iter`` iterations (e.g. a fixed-``k`` loss) without warning.
+        max_iter: iteration cap; hitting it with ``tol`` set raises :class:`OTConvergenceWarning`.
+        grad: ``"autodiff"`` (unrolled), ``"implicit"`` (implicit differentiation at the fixed
+            point, memory of one iteration) or ``"detach"``.
+        check_every: iterations between convergence checks.
+
+    Returns:
+        :class:`OTResult` (plan, potentials ``f``, ``g``, ``n_iter``, ``error``, ``converged``, ``errors``).
+
+    Raises:
+        ValueError: shapes that do not match, negative or non-finite inputs, ``eps <= 0``,
+            unequal masses for balanced OT, infeasible bounds, unknown method.
+    """
+    check_options(tol, max_iter, check_every, grad)
+    problem = LinearProblem.build(cost, a, b, eps=eps, prior=prior, lower=lower, upper=upper)
+    kind = problem.kind
+    name = DEFAULT_METHOD[kind] if method == "auto" else method
+    if name not in SOLVERS[kind]:
+        raise ValueError(f"method {method!r} does not solve a {kind} problem; choose 'auto' or one of "
+                         f"{sorted(SOLVERS[kind])}")
+    return SOLVERS[kind][name](problem, tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad)
