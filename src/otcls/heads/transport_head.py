@@ -1,0 +1,110 @@
+"""TransportHead: the classifier layer, the training loss by name, and test-time (OT) inference."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from otcls.inference.priors import PriorSpec, resolve_prior
+from otcls.inference.scores import MODES, ot_scores
+from otcls.heads.classifiers import build_classifier
+from otcls.losses import build_loss
+from otcls.losses.base import Counts, as_counts
+
+
+class TransportHead(nn.Module):
+    """Classifier + loss + inference, used the same way by every task.
+
+    ``head(features) -> logits``; ``head.compute_loss(logits, targets)``; ``head.lam`` forwards
+    to the loss (RE-OT's λ); ``head.predict(logits, mode=..., test_prior=...)``.
+
+    Inference modes (``MODES``): ``softmax``; ``tau_norm`` (Kang et al., 2020: logits
+    recomputed with w_j/||w_j||^τ); ``class_bias`` (post-hoc logit adjustment,
+    z - τ·log π_train + τ·log b); ``reot`` (coupling in U(1/n, b), Sinkhorn) and ``dbot``
+    (rows 1/n, columns in [(1-δ)b, (1+δ)b]), both with cost -z and regulariser ``eps``, over
+    the logits passed in (one batch, or the whole set via
+    :func:`otcls.inference.whole_set_predict`). ``b`` is ``test_prior``: ``train``,
+    ``uniform``, ``reverse``, ``estimated`` (EM, Saerens et al. 2002) or a vector.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, *, loss: str = "ce",
+                 loss_kwargs: Optional[Dict[str, Any]] = None, class_counts: Optional[Counts] = None,
+                 classifier: str = "linear", scale: float = 16.0) -> None:
+        super().__init__()
+        if int(in_features) < 1 or int(num_classes) < 1:
+            raise ValueError(f"in_features and num_classes must be >= 1; got {in_features}, {num_classes}")
+        self.num_classes = int(num_classes)
+        self.classifier = build_classifier(classifier, int(in_features), self.num_classes, scale)
+        self.loss_name = loss
+        self.loss = build_loss(loss, num_classes=self.num_classes, class_counts=class_counts, **(loss_kwargs or {}))
+        counts = None if class_counts is None else as_counts(class_counts, self.num_classes, who="TransportHead",
+                                                             positive=False)
+        self.register_buffer("class_counts", counts, persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(features)
+
+    def compute_loss(self, logits: torch.Tensor, targets: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """The training loss; extra keywords (e.g. ``teacher_probs``) go to the loss."""
+        return self.loss(logits, targets, **kwargs)
+
+    @property
+    def lam(self) -> float:
+        """λ of the loss's prior mix (RE-OT)."""
+        if not hasattr(self.loss, "lam"):
+            raise AttributeError(f"loss '{self.loss_name}' has no λ (lam); use loss='reot' for a λ(t) schedule")
+        return self.loss.lam
+
+    @lam.setter
+    def lam(self, value: float) -> None:
+        if not hasattr(self.loss, "lam"):
+            raise AttributeError(f"loss '{self.loss_name}' has no λ (lam); use loss='reot' for a λ(t) schedule")
+        self.loss.lam = value
+
+    def set_progress(self, epoch: int, max_epochs: int) -> None:
+        """Tell the loss where training is (LDAM-DRW switches its weights with this)."""
+        self.loss.set_progress(epoch, max_epochs)
+
+    def _prior(self, spec: PriorSpec, logits: torch.Tensor, source_prior: Optional[PriorSpec]) -> torch.Tensor:
+        counts = None if self.class_counts is None else self.class_counts.double()
+        source = None if source_prior is None else resolve_prior(source_prior, self.num_classes,
+                                                                 class_counts=counts).double()
+        probs = logits.detach().double().softmax(-1) if spec == "estimated" else None
+        return resolve_prior(spec, self.num_classes, class_counts=counts, probs=probs,
+                             source_prior=source).to(logits)
+
+    def predict_scores(self, logits: torch.Tensor, mode: str = "softmax", test_prior: PriorSpec = "uniform", *,
+                       eps: float = 1.0, delta: float = 0.1, tau: float = 1.0,
+                       source_prior: Optional[PriorSpec] = None, tol: Optional[float] = 1e-6,
+                       max_iter: int = 1000) -> torch.Tensor:
+        """(n, C) class scores whose rows sum to 1 (probabilities / row-normalised coupling).
+
+        ``tau`` is the τ of ``tau_norm`` and ``class_bias``; ``source_prior`` is the prior the
+        softmax of these logits assumes, used by ``estimated`` (default ``train`` when class
+        counts are known; pass ``"uniform"`` for models trained with a balanced loss).
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown inference mode '{mode}'; choose one of: {', '.join(MODES)}")
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(f"logits must have shape (n, {self.num_classes}); got {tuple(logits.shape)}")
+        if mode == "softmax":
+            return logits.softmax(-1)
+        if mode == "tau_norm":
+            weight = self.classifier.weight
+            bias = 0.0 if self.classifier.bias is None else self.classifier.bias
+            return ((logits - bias) / weight.norm(dim=1).pow(tau)).softmax(-1)
+        prior = self._prior(test_prior, logits, source_prior)
+        if mode == "class_bias":
+            train = self._prior("train", logits, None)
+            return (logits - tau * train.log() + tau * prior.log()).softmax(-1)
+        return ot_scores(logits, prior, mode=mode, eps=eps, delta=delta, tol=tol, max_iter=max_iter)
+
+    @torch.no_grad()
+    def predict(self, logits: torch.Tensor, mode: str = "softmax", test_prior: PriorSpec = "uniform",
+                **kwargs: Any) -> torch.Tensor:
+        """Predicted class per row: ``argmax_j`` of :meth:`predict_scores`."""
+        return self.predict_scores(logits, mode, test_prior, **kwargs).argmax(-1)
+
+
+__all__ = ["TransportHead"]

@@ -1,0 +1,7 @@
+"""Test-time inference: test priors (incl. EM estimation), OT couplings, whole-set prediction under DDP."""
+from otcls.inference.priors import PRIOR_NAMES, em_prior, resolve_prior, reverse_prior
+from otcls.inference.scores import MODES, ot_scores
+from otcls.inference.whole_set import gather_unique, whole_set_predict
+
+__all__ = ["PRIOR_NAMES", "MODES", "em_prior", "resolve_prior", "reverse_prior", "ot_scores",
+           "gather_unique", "whole_set_predict"]

@@ -1,0 +1,66 @@
+"""Shared pieces of the classification losses: input checks, class-count checks, the base class."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+Counts = Union[Sequence[float], torch.Tensor]
+
+
+def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> None:
+    """Raise ValueError unless ``logits`` is (B, num_classes) float and ``targets`` (B,) integer in [0, C)."""
+    if logits.dim() != 2 or logits.shape[1] != num_classes:
+        raise ValueError(f"logits must have shape (batch, {num_classes}); got {tuple(logits.shape)}")
+    if targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
+        raise ValueError(f"targets must have shape ({logits.shape[0]},) to match logits; got {tuple(targets.shape)}")
+    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"targets must be integer class indices (torch.long); got dtype {targets.dtype}")
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        raise ValueError(f"targets must lie in [0, {num_classes}); got values in "
+                         f"[{int(targets.min())}, {int(targets.max())}]")
+
+
+def as_counts(class_counts: Optional[Counts], num_classes: int, *, who: str, positive: bool = True) -> torch.Tensor:
+    """Class counts as a float64 tensor of length ``num_classes``.
+
+    ``positive=True`` (needed wherever a log or 1/n of the counts is taken) rejects zeros.
+    """
+    if class_counts is None:
+        raise ValueError(f"{who} needs class_counts (training samples per class, length {num_classes}); "
+                         "pass class_counts=[n_0, ..., n_{C-1}] (the DataModule exposes them)")
+    counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
+    if counts.numel() != num_classes:
+        raise ValueError(f"{who}: class_counts has {counts.numel()} entries but num_classes={num_classes}")
+    if not torch.isfinite(counts).all() or (counts < 0).any():
+        raise ValueError(f"{who}: class_counts must be finite and non-negative; got {counts.tolist()}")
+    if positive and (counts == 0).any():
+        zero = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"{who}: class_counts has zeros at classes {zero}, but this loss takes log / 1/n of the "
+                         "counts; drop those classes or give them a count >= 1")
+    return counts
+
+
+class ClassificationLoss(nn.Module):
+    """Base of every registered loss: ``loss(logits (B,C), targets (B,)) -> scalar``.
+
+    ``set_progress(epoch, max_epochs)`` is called by the head once per epoch; it is a no-op
+    unless the loss changes over training (LDAM-DRW).
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1; got {num_classes}")
+        self.num_classes = int(num_classes)
+
+    def set_progress(self, epoch: int, max_epochs: int) -> None:  # noqa: D401 - default no-op
+        """Hook for losses that change with the epoch; the default does nothing."""
+
+    def check(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        check_logits_targets(logits, targets, self.num_classes)
+
+    def register_counts(self, name: str, values: torch.Tensor) -> None:
+        """Keep a per-class vector as a (non-persistent) buffer so it follows ``.to(device)``."""
+        self.register_buffer(name, values.to(torch.get_default_dtype()), persistent=False)

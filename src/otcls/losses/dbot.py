@@ -1,0 +1,92 @@
+"""DB-OT loss: inverse double-bounded OT on the batch (Shi et al., 2024)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from otcls.losses.base import ClassificationLoss, Counts, as_counts
+from otcls.losses.registry import LOSSES
+
+RATIO_KINDS = ("train", "batch")
+
+
+@LOSSES.register("dbot")
+class DBOTLoss(ClassificationLoss):
+    """KL(P~ | P) between the label plan and the batch's DB-OT plan.
+
+    P~_ij = [y_i = j] / B. P solves min <C,P> + τ·KL~(P|Q) with C = -z, rows P1 = 1/B and
+    columns (1-δ)·r ≤ Pᵀ1 ≤ (1+δ)·r (lower bound clipped at 0), by ``iters`` iterations of the
+    exact DB-OT dual ascent started from g = 0, differentiated through the iterations.
+    ``r`` is the training class ratio (``ratio="train"``) or the batch label ratio
+    (``"batch"``; classes absent from the batch then get zero mass). ``prior="counts"`` sets
+    Q_ij = n_j / Σ n, otherwise Q = 1. ``delta=None`` drops the column bounds.
+
+    KL~(P~|P) = Σ P~ log(P~/P) - Σ P~ + Σ P, evaluated with log P from the dual potentials.
+
+    Reduction to Balanced Softmax: when the column bounds never bind — ``delta=None``, or any
+    δ ≥ max(1, 1/min_j r_j - 1) since every column sum lies in [0, 1] — the ascent keeps g = 0,
+    P_ij = softmax(z_i/τ + log Q_i)_j / B, and the loss equals CE(z/τ + log Q): softmax CE with
+    Q = 1 and Balanced Softmax with ``prior="counts"``, τ = 1. Binding bounds (e.g. δ = 0)
+    give a different, batch-coupled loss.
+    """
+
+    def __init__(self, num_classes: int, class_counts: Optional[Counts] = None, tau: float = 1.0,
+                 delta: Optional[float] = 0.2, iters: int = 3, ratio: str = "train", prior: str = "none") -> None:
+        super().__init__(num_classes)
+        if ratio not in RATIO_KINDS:
+            raise ValueError(f"dbot ratio must be one of {', '.join(RATIO_KINDS)}; got '{ratio}'")
+        if prior not in ("none", "counts"):
+            raise ValueError(f"dbot prior must be 'none' or 'counts'; got '{prior}'")
+        if tau <= 0:
+            raise ValueError(f"dbot tau must be > 0; got {tau}")
+        if delta is not None and delta < 0:
+            raise ValueError(f"dbot delta (bound rate) must be >= 0 or None; got {delta}")
+        if int(iters) < 1:
+            raise ValueError(f"dbot iters must be >= 1; got {iters}")
+        if ratio == "train" or prior == "counts":
+            counts = as_counts(class_counts, num_classes, who=f"dbot (ratio={ratio}, prior={prior})")
+            self.register_counts("ratio", counts / counts.sum())
+        else:
+            self.ratio = None
+        self.tau, self.delta, self.iters = float(tau), delta, int(iters)
+        self.ratio_kind, self.prior = ratio, prior
+
+    def plan(self, logits: torch.Tensor, targets: torch.Tensor):
+        """Solve the batch DB-OT problem; returns (OTResult, kept class indices)."""
+        from otcls.ot import solve
+
+        b = logits.shape[0]
+        keep = torch.arange(self.num_classes, device=logits.device)
+        if self.ratio_kind == "batch":
+            r = torch.bincount(targets, minlength=self.num_classes).to(logits.dtype) / b
+            keep = torch.nonzero(r > 0).flatten()
+            r = r[keep]
+        else:
+            r = self.ratio.to(logits.dtype)
+        z = logits[:, keep]
+        prior = None
+        if self.prior == "counts":
+            prior = self.ratio.to(logits.dtype)[keep].expand_as(z)
+        a = torch.full((b,), 1.0 / b, dtype=logits.dtype, device=logits.device)
+        lower = upper = None
+        if self.delta is not None:
+            lower = ((1.0 - self.delta) * r).clamp_min(0.0)
+            upper = (1.0 + self.delta) * r
+        res = solve(-z, a, eps=self.tau, prior=prior, lower=lower, upper=upper,
+                    tol=None, max_iter=self.iters, grad="autodiff")
+        return res, keep
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.check(logits, targets)
+        res, keep = self.plan(logits, targets)
+        col = torch.full((self.num_classes,), -1, dtype=torch.long, device=logits.device)
+        col[keep] = torch.arange(keep.numel(), device=logits.device)
+        t = col[targets]
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        log_q = 0.0
+        if self.prior == "counts":
+            log_q = self.ratio.to(logits.dtype).log()[targets]
+        log_p = log_q + (res.f[rows] + res.g[t] + logits[rows, keep[t]]) / self.tau
+        b = logits.shape[0]
+        return (-torch.log(torch.tensor(float(b), dtype=logits.dtype)) - log_p).mean() - 1.0 + res.plan.sum()
