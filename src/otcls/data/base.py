@@ -6,7 +6,7 @@ the same ``seed`` sees the same images.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import lightning as L
 import numpy as np
@@ -18,17 +18,24 @@ from otcls.data.longtail import (PRIOR_VARIANTS, class_counts, longtail_counts, 
 
 
 class TransformSubset(Dataset):
-    """``base[indices[k]]`` with ``transform`` applied to the image (the base returns untransformed images)."""
+    """``base[indices[k]]`` with ``transform`` applied to the image (the base returns untransformed images).
 
-    def __init__(self, base: Dataset, indices: Sequence[int], transform: Optional[Callable] = None) -> None:
+    ``with_index=True`` yields ``(image, label, k)`` so evaluation can drop the duplicates that a
+    distributed sampler pads in.
+    """
+
+    def __init__(self, base: Dataset, indices: Sequence[int], transform: Optional[Callable] = None,
+                 with_index: bool = False) -> None:
         self.base, self.indices, self.transform = base, np.asarray(indices, dtype=np.int64), transform
+        self.with_index = with_index
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, k: int) -> Tuple[Any, int]:
+    def __getitem__(self, k: int) -> tuple:
         img, target = self.base[int(self.indices[k])]
-        return (self.transform(img) if self.transform is not None else img), int(target)
+        img = self.transform(img) if self.transform is not None else img
+        return (img, int(target), k) if self.with_index else (img, int(target))
 
 
 class LongTailDataModule(L.LightningDataModule):
@@ -119,7 +126,7 @@ class LongTailDataModule(L.LightningDataModule):
         for name in self.test_variants:
             idx = test_keep[variants[name]]
             self._test_counts[name] = class_counts(test_targets[idx], self.num_classes)
-            self._splits[f"test/{name}"] = TransformSubset(test_base, idx, self.eval_transform())
+            self._splits[f"test/{name}"] = TransformSubset(test_base, idx, self.eval_transform(), with_index=True)
 
     def test_prior(self, variant: str) -> torch.Tensor:
         """Class distribution of test variant ``variant`` (sums to 1), the prior given to OT inference."""

@@ -1,0 +1,217 @@
+"""``ImageClassifier``: a backbone from ``MODELS`` + a ``TransportHead``, trained and evaluated on long-tailed images.
+
+Training: SGD (or AdamW), linear warm-up for ``warmup_steps`` then cosine decay to 0 at the last step.
+Validation (a split of the training data) logs ``val/top1`` and the class-balanced ``val/bal_acc`` used
+for checkpoint selection. One ``test`` run scores every inference mode in ``inference_modes`` on every
+test-prior variant of the DataModule (balanced / LT / reverse-LT), logs them and writes
+``test_results.{json,md}`` into the run directory (``trainer.default_root_dir``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from otcls.data.longtail import SHOT_GROUPS, shot_groups
+from otcls.models import MODELS
+from otcls.reporting.tables import markdown_table
+from otcls.tasks.evaluation import evaluate_predictions
+
+INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """LR multiplier: ``(step+1)/warmup`` during warm-up, then ``½(1 + cos(π·progress))``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class ImageClassifier(L.LightningModule):
+    """Long-tailed image classification with OT losses and OT inference.
+
+    Args:
+        backbone: ``MODELS`` name (``resnet32``, ``resnet10``, ``small_cnn``); ``backbone_kwargs`` go to it.
+        loss / loss_kwargs / classifier / head_kwargs: passed to ``TransportHead`` (e.g. ``head_kwargs: {scale: 1}``).
+        num_classes / class_counts: taken from the DataModule (``num_classes``, ``class_counts``) at
+            setup when not given; stored in the checkpoint so ``load_from_checkpoint`` rebuilds the head.
+        teacher_checkpoint: an ``ImageClassifier`` checkpoint whose softmax outputs are the per-sample
+            prior of the teacher-based RE-OT loss (``loss_kwargs: {prior: teacher}``).
+        optimizer: ``sgd`` (momentum, nesterov) or ``adamw``; lr / weight_decay; ``warmup_steps`` then cosine.
+        inference_modes / inference_kwargs: evaluated at test time through ``head.predict``.
+    """
+
+    checkpoint_monitor = ("val/bal_acc", "max")  # read by otcls.lightning_cli to pick the best checkpoint
+
+    def __init__(self, backbone: str = "resnet32", backbone_kwargs: Optional[Dict[str, Any]] = None,
+                 loss: str = "ce", loss_kwargs: Optional[Dict[str, Any]] = None, classifier: str = "linear",
+                 head_kwargs: Optional[Dict[str, Any]] = None,
+                 num_classes: Optional[int] = None, class_counts: Optional[List[int]] = None,
+                 teacher_checkpoint: Optional[str] = None,
+                 optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9, nesterov: bool = False,
+                 weight_decay: float = 5e-4, warmup_steps: int = 0,
+                 inference_modes: Sequence[str] = INFERENCE_MODES,
+                 inference_kwargs: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+        super().__init__()
+        if optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got '{optimizer}'")
+        self.save_hyperparameters()
+        self.backbone = MODELS.build(backbone, **(backbone_kwargs or {}))
+        self.head: Optional[nn.Module] = None
+        if num_classes is not None:
+            self._build_head(num_classes, class_counts)
+        self.teacher: Optional[ImageClassifier] = None
+        self._test_outputs: Dict[int, List[tuple]] = {}
+
+    # --- construction ----------------------------------------------------------------------
+    def _build_head(self, num_classes: int, class_counts: Optional[List[int]]) -> None:
+        from otcls.heads import TransportHead
+
+        if class_counts is not None and len(class_counts) != num_classes:
+            raise ValueError(f"class_counts has {len(class_counts)} entries but num_classes={num_classes}")
+        self.hparams.update(num_classes=int(num_classes),
+                            class_counts=None if class_counts is None else [int(c) for c in class_counts])
+        self.head = TransportHead(self.backbone.out_features, num_classes, loss=self.hparams.loss,
+                                  loss_kwargs=self.hparams.loss_kwargs, class_counts=class_counts,
+                                  classifier=self.hparams.classifier, **(self.hparams.head_kwargs or {}))
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.head is None:
+            if dm is None or not getattr(dm, "num_classes", None):
+                raise ValueError("ImageClassifier needs num_classes: set model.init_args.num_classes or use a "
+                                 "DataModule exposing num_classes and class_counts")
+            self._build_head(dm.num_classes, getattr(dm, "class_counts", None))
+        if self.hparams.teacher_checkpoint and self.teacher is None and stage == "fit":
+            path = self.hparams.teacher_checkpoint
+            if not os.path.isfile(path):
+                raise ValueError(f"teacher_checkpoint '{path}' not found: train the teacher first (e.g. the CE config)")
+            teacher = ImageClassifier.load_from_checkpoint(path, map_location="cpu")
+            teacher.eval().requires_grad_(False)
+            object.__setattr__(self, "teacher", teacher)  # not a submodule: not saved, not optimised
+        if not hasattr(self, "val_top1"):
+            n = self.head.num_classes if hasattr(self.head, "num_classes") else self.hparams.num_classes
+            self.val_top1 = MulticlassAccuracy(n, average="micro")
+            self.val_bal = MulticlassAccuracy(n, average="macro")
+
+    # --- forward ---------------------------------------------------------------------------
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone output (the head's input), e.g. for t-SNE."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    # --- training --------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self.head.set_progress(self.current_epoch, self.trainer.max_epochs)
+        lam = getattr(self.head, "lam", None)
+        if lam is not None:
+            self.log("train/lambda", float(lam), on_step=False, on_epoch=True, sync_dist=False)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        extra = {}
+        if self.teacher is not None:
+            self.teacher.to(x.device)
+            with torch.no_grad():
+                extra["teacher_probs"] = self.teacher(x).softmax(-1)
+        loss = self.head.compute_loss(logits, y, **extra)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        preds = self(x).argmax(-1)
+        self.val_top1(preds, y)
+        self.val_bal(preds, y)
+        self.log("val/top1", self.val_top1, prog_bar=True, batch_size=len(y))
+        self.log("val/bal_acc", self.val_bal, prog_bar=True, batch_size=len(y))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
+                                  weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- test: every inference mode × every test-prior variant ------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = {}
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y = batch[0], batch[1]
+        idx = batch[2] if len(batch) > 2 else torch.arange(len(y), device=y.device) + batch_idx * len(y)
+        self._test_outputs.setdefault(dataloader_idx, []).append((self(x).detach(), y, idx))
+
+    def _gather(self, parts: List[tuple]) -> tuple:
+        """Concatenate this rank's outputs, gather all ranks, drop sampler-padded duplicates by index."""
+        logits, y, idx = (torch.cat(t) for t in zip(*parts))
+        if self.trainer.world_size > 1:
+            logits, y, idx = (self.all_gather(t).flatten(0, 1) for t in (logits, y, idx))
+            idx, first = _unique_first(idx)
+            logits, y = logits[first], y[first]
+        order = torch.argsort(idx)
+        return logits[order], y[order]
+
+    def on_test_epoch_end(self) -> None:
+        dm = self.trainer.datamodule
+        variants = list(getattr(dm, "test_variants", ["test"]))
+        counts = self.hparams.class_counts
+        groups = shot_groups(counts) if counts is not None else {}
+        n = self.hparams.num_classes
+        results: Dict[str, Dict[str, Any]] = {}
+        for k, variant in enumerate(variants):
+            if k not in self._test_outputs:
+                continue
+            logits, y = self._gather(self._test_outputs[k])
+            prior = dm.test_prior(variant).to(logits.device) if hasattr(dm, "test_prior") else "uniform"
+            results[variant] = {}
+            for mode in self.hparams.inference_modes:
+                kwargs = dict((self.hparams.inference_kwargs or {}).get(mode, {}))
+                preds = self.head.predict(logits, mode=mode, test_prior=prior, **kwargs)
+                res = evaluate_predictions(preds, y, n, groups)
+                results[variant][mode] = res
+                for key in ("top1", *SHOT_GROUPS):
+                    if key in res and not math.isnan(res[key]):
+                        self.log(f"test/{variant}/{mode}/{key}", res[key], rank_zero_only=True, add_dataloader_idx=False)
+        self._test_outputs = {}
+        if self.trainer.is_global_zero:
+            write_test_results(self.trainer.default_root_dir, results, counts, self.hparams)
+
+
+def _unique_first(idx: torch.Tensor) -> tuple:
+    """Unique values of ``idx`` and the position of the first occurrence of each."""
+    uniq, inverse = torch.unique(idx, return_inverse=True)
+    first = torch.full((len(uniq),), len(idx), dtype=torch.long, device=idx.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(idx), device=idx.device), reduce="amin")
+    return uniq, first
+
+
+def write_test_results(run_dir: str, results: Dict[str, Dict[str, Any]], class_counts: Optional[List[int]],
+                       hparams: Any) -> None:
+    """``test_results.json`` (everything, incl. per-class accuracy and confusion matrices) and ``test_results.md``."""
+    os.makedirs(run_dir, exist_ok=True)
+    payload = {"loss": hparams.loss, "loss_kwargs": hparams.loss_kwargs, "backbone": hparams.backbone,
+               "class_counts": class_counts, "results": results}
+    with open(os.path.join(run_dir, "test_results.json"), "w") as fh:
+        json.dump(payload, fh, indent=1, allow_nan=True)
+    rows = [[variant, mode, r["top1"], r.get("many", float("nan")), r.get("medium", float("nan")),
+             r.get("few", float("nan")), r["n"]]
+            for variant, modes in results.items() for mode, r in modes.items()]
+    table = markdown_table(["test prior", "inference", "top-1", "many", "medium", "few", "n"], rows)
+    with open(os.path.join(run_dir, "test_results.md"), "w") as fh:
+        fh.write(f"# Test results — loss `{hparams.loss}`\n\n{table}")
+    print(f"\nloss={hparams.loss}\n{table}")
