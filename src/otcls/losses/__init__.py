@@ -15,6 +15,7 @@ from otcls.losses.registry import LOSSES
 from otcls.losses import baselines  # noqa: F401  (registers ce, focal, ldam, logit_adjust, cb_*, balanced_softmax)
 from otcls.losses import reot  # noqa: F401  (registers reot)
 from otcls.losses import dbot  # noqa: F401  (registers dbot)
+from otcls.losses import contrastive  # noqa: F401  (registers nt_xent, supcon, reot_contrastive)
 
 
 def build_loss(name: str, *, num_classes: int, class_counts: Optional[Counts] = None, **kwargs: Any) -> nn.Module:

@@ -93,17 +93,27 @@ class ContrastiveLoss(nn.Module):
 
     ``lam`` (default 1: the full prior) is set each epoch by the λ(t) callback
     :class:`otcls.callbacks.prior_schedule.PriorSchedule`; losses without a prior ignore it.
-    ``num_classes``, when given, bounds the labels (out-of-range labels raise).
+    ``num_classes``, when given, bounds the labels (out-of-range labels raise). ``class_counts``
+    (training images per class; needs ``num_classes``) completes the signature of
+    :func:`otcls.losses.build_loss`; only the frequency prior of ``reot_contrastive`` uses it.
     """
 
     needs_labels = False
 
-    def __init__(self, temperature: float = 0.1, num_classes: Optional[int] = None) -> None:
+    def __init__(self, temperature: float = 0.1, num_classes: Optional[int] = None,
+                 class_counts: Optional[Counts] = None) -> None:
         super().__init__()
         self.temperature = _check_temperature(temperature)
         if num_classes is not None and int(num_classes) < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = None if num_classes is None else int(num_classes)
+        if class_counts is not None:
+            if num_classes is None:
+                raise ValueError("class_counts needs num_classes (the length of the counts vector)")
+            counts = as_counts(class_counts, int(num_classes), who=type(self).__name__).float()
+            self.register_buffer("class_counts", counts, persistent=False)
+        else:
+            self.class_counts = None
         self.lam = 1.0
 
     def check(self, z1: torch.Tensor, z2: torch.Tensor, labels: Optional[torch.Tensor]) -> None:
@@ -177,15 +187,15 @@ class REOTContrastiveLoss(ContrastiveLoss):
     λ(t). ``coupling='semi'`` solves in ``U(a)`` (closed form), ``'balanced'`` in ``U(a, a)`` with
     ``sinkhorn_iters`` differentiable log-domain Sinkhorn iterations. ``target='instance'``
     matches each view to its other view (SimCLR), ``'class'`` spreads each row over the other
-    views of its class (SupCon). ``class_counts`` (needs ``num_classes``) switches the
-    frequency prior from batch counts to training-set counts.
+    views of its class (SupCon). ``class_counts`` switches the frequency prior from batch
+    counts to training-set counts.
     """
 
     def __init__(self, temperature: float = 0.1, prior: str = "frequency", target: str = "class",
                  coupling: str = "semi", q_same: float = 0.7, q_diff: float = 0.3,
                  sinkhorn_iters: int = 20, num_classes: Optional[int] = None,
                  class_counts: Optional[Counts] = None) -> None:
-        super().__init__(temperature, num_classes)
+        super().__init__(temperature, num_classes, class_counts)
         for name, value, allowed in (("prior", prior, PRIORS), ("target", target, TARGETS),
                                      ("coupling", coupling, COUPLINGS)):
             if value not in allowed:
@@ -196,13 +206,6 @@ class REOTContrastiveLoss(ContrastiveLoss):
         self.q_same, self.q_diff = float(q_same), float(q_diff)
         self.sinkhorn_iters = int(sinkhorn_iters)
         self.needs_labels = prior != "uniform" or target == "class"
-        if class_counts is not None:
-            if num_classes is None:
-                raise ValueError("class_counts needs num_classes (the length of the counts vector)")
-            self.register_buffer("class_counts", as_counts(class_counts, int(num_classes),
-                                                           who="reot_contrastive").float(), persistent=False)
-        else:
-            self.class_counts = None
 
     def prior_matrix(self, labels: Optional[torch.Tensor], n: int, like: torch.Tensor) -> torch.Tensor:
         """``Q = (1 − lam)·uniform + lam·r`` (2N, 2N), zero diagonal."""
