@@ -62,5 +62,6 @@ class ClassificationLoss(nn.Module):
         check_logits_targets(logits, targets, self.num_classes)
 
     def register_counts(self, name: str, values: torch.Tensor) -> None:
-        """Keep a per-class vector as a (non-persistent) buffer so it follows ``.to(device)``."""
-        self.register_buffer(name, values.to(torch.get_default_dtype()), persistent=False)
+        """Keep a per-class vector (float64, cast to the logits' dtype at use) as a non-persistent
+        buffer so it follows ``.to(device)``."""
+        self.register_buffer(name, values.to(torch.float64), persistent=False)

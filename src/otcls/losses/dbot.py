@@ -23,6 +23,8 @@ class DBOTLoss(ClassificationLoss):
     Q_ij = n_j / Σ n, otherwise Q = 1. ``delta=None`` drops the column bounds.
 
     KL~(P~|P) = Σ P~ log(P~/P) - Σ P~ + Σ P, evaluated with log P from the dual potentials.
+    ``otcls.ot`` ends on the row scaling, so P1 = 1/B exactly and the loss is
+    CE(z/τ + log Q + g/τ): cross-entropy with a batch-fitted class offset g (the column dual).
 
     Reduction to Balanced Softmax: when the column bounds never bind — ``delta=None``, or any
     δ ≥ max(1, 1/min_j r_j - 1) since every column sum lies in [0, 1] — the ascent keeps g = 0,
