@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
-from otcls.losses import LOSSES
+from otcls.losses import build_loss
 from otcls.models import MODELS
 from otcls.reporting.tables import markdown_table
 from otcls.tasks.contrastive_augment import TwoViewAugment
@@ -95,11 +95,9 @@ class ContrastiveTask(L.LightningModule):
         hp.update(num_classes=int(num_classes),
                   class_counts=None if class_counts is None else [int(c) for c in class_counts])
         kwargs = dict(hp.loss_kwargs or {})
-        cls = LOSSES.get(hp.loss)
-        try:
-            self.head = cls(num_classes=int(num_classes), **kwargs)
-        except TypeError as err:
-            raise ValueError(f"bad loss_kwargs for '{hp.loss}': {err}") from err
+        # Training counts go to the loss only when asked for (frequency prior from training counts).
+        self.head = build_loss(hp.loss, num_classes=int(num_classes), class_counts=kwargs.pop("class_counts", None),
+                               **kwargs)
         self.probe = TransportHead(self.backbone.out_features, num_classes, loss=hp.probe_loss,
                                    loss_kwargs=hp.probe_loss_kwargs, class_counts=class_counts)
 
@@ -109,8 +107,6 @@ class ContrastiveTask(L.LightningModule):
             if dm is None or not getattr(dm, "num_classes", None):
                 raise ValueError("ContrastiveTask needs num_classes: set model.init_args.num_classes or use a "
                                  "DataModule exposing num_classes and class_counts")
-            if getattr(dm, "class_counts", None) is None:
-                dm.setup(stage)
             self._build(dm.num_classes, dm.class_counts)
 
     # --- forward ---------------------------------------------------------------------------
@@ -157,19 +153,23 @@ class ContrastiveTask(L.LightningModule):
 
     # --- linear probe ----------------------------------------------------------------------
     def fit_linear_probe(self, loader: Any, max_batches: Optional[int] = None) -> List[float]:
-        """Fit the standardiser and the probe on frozen features of ``loader``; returns per-epoch losses."""
+        """Fit the standardiser and the probe on frozen features of ``loader``; returns per-epoch losses.
+
+        Runs outside ``inference_mode`` (Lightning tests under it) so the probe can be trained there.
+        """
         hp = self.hparams
         was_training = self.training
-        self.eval()
-        h, y = extract_features(self.backbone, loader, self.device, max_batches)
-        self.train(was_training)
-        self.standardize.fit(h.to(self.device))
-        self.probe.train()
-        history = fit_probe(self.probe, self.standardize(h.to(self.device)), y.to(self.device),
-                            epochs=hp.probe_epochs, lr=hp.probe_lr, weight_decay=hp.probe_weight_decay,
-                            batch_size=hp.probe_batch_size, seed=torch.initial_seed() % (2 ** 31),
-                            progress=self.trainer.progress_bar_callback is not None if self._trainer else False)
-        self.probe.eval()
+        progress = self._trainer is not None and self.trainer.progress_bar_callback is not None
+        with torch.inference_mode(False):
+            self.eval()
+            h, y = extract_features(self.backbone, loader, self.device, max_batches)
+            self.train(was_training)
+            h = self.standardize.fit(h.to(self.device))(h.to(self.device))
+            self.probe.train()
+            history = fit_probe(self.probe, h, y.to(self.device), epochs=hp.probe_epochs, lr=hp.probe_lr,
+                                weight_decay=hp.probe_weight_decay, batch_size=hp.probe_batch_size,
+                                seed=torch.initial_seed() % (2 ** 31), progress=progress)
+            self.probe.eval()
         return history
 
     # --- test: probe × inference mode × test-prior variant ----------------------------------
