@@ -55,7 +55,7 @@ def test_backbones():
     n_convs = sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in r32.modules())
     assert n_convs == 31  # 31 3×3 conv layers + the classifier = 32 weighted layers
     r10 = MODELS.build("resnet10")
-    assert r10(torch.zeros(1, 3, 32, 32)).shape == (1, 512)
+    assert r10(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
     assert MODELS.build("small_cnn", in_channels=1)(torch.zeros(2, 1, 28, 28)).shape == (2, 128)
     with pytest.raises(ValueError, match="6n\\+2"):
         MODELS.build("cifar_resnet", depth=30)
