@@ -95,7 +95,8 @@ class PriorSchedule(pl.Callback):
         if self.kind == "piecewise":
             pl_module.log("sharpen", self.last["sharpen"], on_step=on_step, on_epoch=not on_step)
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after every setup hook: tasks build their head in LightningModule.setup (from the DataModule)
         if not hasattr(pl_module, "head"):
             raise ValueError("PriorSchedule needs pl_module.head to be a TransportHead")
         try:

@@ -1,0 +1,186 @@
+"""``MoleculeClassifier``: a GIN/GCN encoder (:mod:`otcls.models.gnn`) + a ``TransportHead`` on OGB molecule sets.
+
+Training: Adam (OGB examples: lr 1e-3, batch 32, 100 epochs). Each validation epoch logs
+``val/rocauc`` (the DataModule's ``evaluate``: OGB's Evaluator for OGB's sets), used to pick
+the best checkpoint; ``otcls fit --test_after_fit true`` then tests that checkpoint. The ROC-AUC
+score is the positive-class column of ``head.predict_scores`` (binary sets) or the full score
+matrix (multi-class, one-vs-rest). Test writes ``mol_test_results.{json,md}`` into the run directory.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torchmetrics.functional.classification import multiclass_accuracy
+
+from otcls.models.gnn import MoleculeGNN
+from otcls.reporting.tables import markdown_table
+
+
+class MoleculeClassifier(L.LightningModule):
+    """Long-tailed molecule classification with OT losses.
+
+    Args:
+        conv / num_layers / hidden / dropout / virtual_node / residual / pooling: the encoder
+            (:class:`otcls.models.gnn.MoleculeGNN`; OGB defaults gin, 5, 300, 0.5, mean pooling).
+        loss / loss_kwargs / classifier / head_kwargs: passed to ``TransportHead``.
+        num_classes / class_counts: from the DataModule at setup when not given; kept in the checkpoint.
+        lr / weight_decay: Adam.
+        inference_modes / inference_kwargs: ``head.predict_scores`` modes scored at test time; the
+            first one is also the validation score. OT modes use the training class ratio as ``b``
+            unless ``inference_kwargs[mode]["test_prior"]`` says otherwise.
+    """
+
+    checkpoint_monitor = ("val/rocauc", "max")  # read by otcls.lightning_cli to pick the best checkpoint
+
+    def __init__(self, conv: str = "gin", num_layers: int = 5, hidden: int = 300, dropout: float = 0.5,
+                 virtual_node: bool = False, residual: bool = False, pooling: str = "mean",
+                 loss: str = "ce", loss_kwargs: Optional[Dict[str, Any]] = None, classifier: str = "linear",
+                 head_kwargs: Optional[Dict[str, Any]] = None,
+                 num_classes: Optional[int] = None, class_counts: Optional[List[int]] = None,
+                 lr: float = 1e-3, weight_decay: float = 0.0,
+                 inference_modes: Sequence[str] = ("softmax",),
+                 inference_kwargs: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+        super().__init__()
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not inference_modes:
+            raise ValueError("inference_modes must name at least one mode, e.g. ['softmax']")
+        self.save_hyperparameters()
+        self.backbone = MoleculeGNN(conv, num_layers, hidden, dropout, virtual_node, residual, pooling)
+        self.head = None
+        if num_classes is not None:
+            self._build_head(num_classes, class_counts)
+        self._outputs: Dict[str, List[tuple]] = {}
+
+    # --- construction ----------------------------------------------------------------------
+    def _build_head(self, num_classes: int, class_counts: Optional[List[int]]) -> None:
+        from otcls.heads import TransportHead
+        from otcls.inference.scores import MODES
+
+        bad = [m for m in self.hparams.inference_modes if m not in MODES]
+        if bad:
+            raise ValueError(f"unknown inference modes {bad}; choose from {', '.join(MODES)}")
+        if class_counts is not None and len(class_counts) != num_classes:
+            raise ValueError(f"class_counts has {len(class_counts)} entries but num_classes={num_classes}")
+        self.hparams.update(num_classes=int(num_classes),
+                            class_counts=None if class_counts is None else [int(c) for c in class_counts])
+        self.head = TransportHead(self.backbone.out_features, num_classes, loss=self.hparams.loss,
+                                  loss_kwargs=self.hparams.loss_kwargs, class_counts=class_counts,
+                                  classifier=self.hparams.classifier, **(self.hparams.head_kwargs or {}))
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.head is None:
+            if dm is None or not getattr(dm, "num_classes", None):
+                raise ValueError("MoleculeClassifier needs num_classes: set model.init_args.num_classes or use "
+                                 "otcls.data.molecules.MoleculeDataModule")
+            self._build_head(dm.num_classes, getattr(dm, "class_counts", None))
+
+    # --- forward ---------------------------------------------------------------------------
+    def forward(self, batch) -> torch.Tensor:
+        """Logits (graphs, classes) of a PyG batch."""
+        return self.head(self.backbone(batch))
+
+    @staticmethod
+    def targets(batch) -> torch.Tensor:
+        """OGB stores one label per graph as ``y`` (graphs, 1)."""
+        return batch.y.view(-1).long()
+
+    def scores(self, logits: torch.Tensor, mode: Optional[str] = None) -> torch.Tensor:
+        """(n, C) class scores of ``head.predict_scores`` (rows sum to 1)."""
+        mode = mode or self.hparams.inference_modes[0]
+        kwargs = dict((self.hparams.inference_kwargs or {}).get(mode, {}))
+        if mode in ("reot", "dbot", "class_bias"):
+            kwargs.setdefault("test_prior", "train")
+        return self.head.predict_scores(logits.float(), mode=mode, **kwargs)
+
+    # --- training --------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self.head.set_progress(self.current_epoch, self.trainer.max_epochs)
+        if hasattr(self.head.loss, "lam"):
+            self.log("train/lambda", float(self.head.lam), on_step=False, on_epoch=True)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        y = self.targets(batch)
+        loss = self.head.compute_loss(self(batch), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # --- evaluation ------------------------------------------------------------------------
+    def _collect(self, stage: str, batch) -> None:
+        self._outputs.setdefault(stage, []).append((self(batch).detach(), self.targets(batch)))
+
+    def _gathered(self, stage: str) -> tuple:
+        logits, y = (torch.cat(t) for t in zip(*self._outputs.pop(stage)))
+        if self.trainer.world_size > 1:  # the test-set coupling and ROC-AUC need every rank's graphs
+            logits, y = (self.all_gather(t).flatten(0, 1) for t in (logits, y))
+        return logits, y
+
+    def _rocauc(self, y: torch.Tensor, probs: torch.Tensor) -> float:
+        if torch.unique(y).numel() < 2:
+            rank_zero_warn(f"only class {int(y[0])} present among {len(y)} graphs: ROC-AUC undefined, logged as NaN")
+            return math.nan
+        evaluate = getattr(getattr(self.trainer, "datamodule", None), "evaluate", None)
+        if evaluate is None:
+            raise ValueError("MoleculeClassifier scores with the DataModule's evaluate(); use MoleculeDataModule")
+        return evaluate(y, probs)
+
+    def _metrics(self, logits: torch.Tensor, y: torch.Tensor, mode: str) -> Dict[str, float]:
+        probs = self.scores(logits, mode)
+        preds, n = probs.argmax(-1), self.hparams.num_classes
+        return {"rocauc": self._rocauc(y, probs),
+                "acc": float(multiclass_accuracy(preds, y, n, average="micro")),
+                "bal_acc": float(multiclass_accuracy(preds, y, n, average="macro")), "n": int(len(y))}
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._collect("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if "val" not in self._outputs:
+            return
+        res = self._metrics(*self._gathered("val"), self.hparams.inference_modes[0])
+        for key in ("rocauc", "acc", "bal_acc"):
+            self.log(f"val/{key}", res[key], prog_bar=key == "rocauc", sync_dist=False)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._collect("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        if "test" not in self._outputs:
+            return
+        logits, y = self._gathered("test")
+        results = {mode: self._metrics(logits, y, mode) for mode in self.hparams.inference_modes}
+        for mode, res in results.items():
+            suffix = "" if mode == self.hparams.inference_modes[0] else f"/{mode}"
+            for key in ("rocauc", "acc", "bal_acc"):
+                self.log(f"test/{key}{suffix}", res[key], rank_zero_only=True)
+        if self.trainer.is_global_zero:
+            self._write_results(results)
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Class scores (first inference mode, per batch) of each graph."""
+        return self.scores(self(batch))
+
+    def _write_results(self, results: Dict[str, Dict[str, float]]) -> None:
+        run_dir = self.trainer.default_root_dir
+        os.makedirs(run_dir, exist_ok=True)
+        dm = getattr(self.trainer, "datamodule", None)
+        hp = self.hparams
+        payload = {"dataset": getattr(dm, "name", None), "loss": hp.loss, "loss_kwargs": hp.loss_kwargs,
+                   "conv": hp.conv, "virtual_node": hp.virtual_node, "class_counts": hp.class_counts,
+                   "epoch": self.current_epoch, "results": results}
+        with open(os.path.join(run_dir, "mol_test_results.json"), "w") as fh:
+            json.dump(payload, fh, indent=1, allow_nan=True)
+        rows = [[mode, 100 * r["rocauc"], 100 * r["acc"], 100 * r["bal_acc"], r["n"]] for mode, r in results.items()]
+        table = markdown_table(["inference", "ROC-AUC", "acc", "bal. acc", "n"], rows)
+        with open(os.path.join(run_dir, "mol_test_results.md"), "w") as fh:
+            fh.write(f"# Test results — {payload['dataset']}, loss `{hp.loss}`\n\n{table}")
