@@ -4,14 +4,19 @@ Problem → solver → result: :class:`LinearProblem` holds the checked inputs, 
 dispatches to a named solver, :class:`OTResult` holds plan, potentials and convergence record.
 Everything is batched over a leading dimension, log-domain, differentiable and device-agnostic.
 """
+from .barycenter import BarycenterResult, barycenter
 from .dbot import dbot_ascent, dbot_cyclic, dbot_dykstra, dbot_three_scaling
+from .prior import ProximalPointResult, deblur_prior, proximal_point, scale_prior
 from .problem import LinearProblem
+from .projection import barycentric_projection, class_barycenters
 from .result import OTConvergenceWarning, OTResult
 from .semi_relaxed import semi_relaxed
 from .sinkhorn import sinkhorn, sinkhorn_log
 from .solve import SOLVERS, solve
 
 __all__ = [
+    "BarycenterResult", "ProximalPointResult", "barycenter", "barycentric_projection", "class_barycenters",
+    "deblur_prior", "proximal_point", "scale_prior",
     "LinearProblem", "OTConvergenceWarning", "OTResult", "SOLVERS", "dbot_ascent", "dbot_cyclic",
     "dbot_dykstra", "dbot_three_scaling", "semi_relaxed", "sinkhorn", "sinkhorn_log", "solve",
 ]
