@@ -95,8 +95,11 @@ def cifar100_root(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def imagenet_lt_root(tmp_path_factory) -> str:
+    return write_imagenet_lt(str(tmp_path_factory.mktemp("imagenet_lt")))
+
+
+def write_imagenet_lt(root: str) -> str:
     """4 classes, long-tailed train list (8, 5, 3, 2), val 1 and test 3 per class, 16×16 JPEGs."""
-    root = str(tmp_path_factory.mktemp("imagenet_lt"))
     rng = np.random.default_rng(0)
     sizes = {"train": [8, 5, 3, 2], "val": [1, 1, 1, 1], "test": [3, 3, 3, 3]}
     for split, counts in sizes.items():

@@ -76,8 +76,10 @@ class ImageClassifier(L.LightningModule):
 
         if class_counts is not None and len(class_counts) != num_classes:
             raise ValueError(f"class_counts has {len(class_counts)} entries but num_classes={num_classes}")
-        self.hparams.update(num_classes=int(num_classes),
-                            class_counts=None if class_counts is None else [int(c) for c in class_counts])
+        resolved = dict(num_classes=int(num_classes),
+                        class_counts=None if class_counts is None else [int(c) for c in class_counts])
+        self.hparams.update(resolved)  # saved in checkpoints
+        self._hparams_initial.update(resolved)  # logged; must agree with the DataModule's hparams
         self.head = TransportHead(self.backbone.out_features, num_classes, loss=self.hparams.loss,
                                   loss_kwargs=self.hparams.loss_kwargs, class_counts=class_counts,
                                   classifier=self.hparams.classifier, **(self.hparams.head_kwargs or {}))

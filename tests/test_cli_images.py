@@ -1,0 +1,160 @@
+"""``otcls fit/test`` through LightningCLI: every config family, bad keys, resume after a kill, DDP on 2 CPU processes."""
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "images"))
+from conftest import write_cifar, write_imagenet_lt  # noqa: E402  (tiny official-format data writers)
+
+from otcls.lightning_cli import run  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CFG = os.path.join(REPO, "configs")
+FMNIST_METHODS = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(CFG, "fmnist_lt")))
+MODES = ["softmax", "tau_norm", "class_bias", "reot", "dbot"]
+os.environ["WANDB_MODE"] = "disabled"
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+
+
+def fmnist_args(root: str, run_dir: str, method: str = "ce") -> list:
+    return ["--config", f"{CFG}/base/fmnist.yaml", "--config", f"{CFG}/fmnist_lt/{method}.yaml",
+            "--data.init_args.root", root, "--data.init_args.n_max", "60", "--data.init_args.imbalance_factor", "10",
+            "--data.init_args.max_test_per_class", "null", "--data.init_args.batch_size", "32",
+            "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8, 16]}",
+            "--trainer.default_root_dir", run_dir, "--trainer.enable_progress_bar", "false",
+            "--model.init_args.warmup_steps", "2"]
+
+
+def check_results(run_dir: str, modes=MODES) -> dict:
+    with open(os.path.join(run_dir, "test_results.json")) as fh:
+        res = json.load(fh)["results"]
+    assert list(res) == ["balanced", "lt", "reverse_lt"]
+    for variant in res.values():
+        assert list(variant) == modes
+        for r in variant.values():
+            assert 0.0 <= r["top1"] <= 100.0
+    return res
+
+
+@pytest.fixture(scope="module")
+def fmnist_root(tmp_path_factory):
+    from conftest import class_images, write_idx_images, write_idx_labels
+    import numpy as np
+
+    root = str(tmp_path_factory.mktemp("fm"))
+    rng = np.random.default_rng(0)
+    for prefix, per in (("train", 60), ("t10k", 12)):
+        imgs, labels = class_images(per, 10, rng, (28, 28))
+        write_idx_images(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"), imgs)
+        write_idx_labels(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"), labels)
+    return root
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(fmnist_root, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("teacher"))
+    run(["fit", *fmnist_args(fmnist_root, run_dir), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+         "--trainer.limit_val_batches", "1", "--test_after_fit", "false"])
+    return os.path.join(run_dir, "checkpoints", "last.ckpt")
+
+
+@pytest.mark.parametrize("method", FMNIST_METHODS)
+def test_fast_dev_run_every_fmnist_method(method, fmnist_root, teacher_ckpt, tmp_path):
+    extra = ["--model.init_args.teacher_checkpoint", teacher_ckpt] if method == "reot_teacher" else []
+    run(["fit", *fmnist_args(fmnist_root, str(tmp_path), method), "--trainer.fast_dev_run", "true",
+         "--test_after_fit", "true", *extra])
+    check_results(str(tmp_path))
+
+
+@pytest.mark.parametrize("family", ["cifar10_lt", "cifar100_lt", "imagenet_lt"])
+def test_fast_dev_run_config_families(family, tmp_path):
+    if family == "imagenet_lt":
+        imagenet_lt_root = write_imagenet_lt(str(tmp_path))
+        data = ["--data.init_args.root", imagenet_lt_root, "--data.init_args.list_dir", imagenet_lt_root,
+                "--data.init_args.num_classes", "4", "--data.init_args.image_size", "32",
+                "--trainer.precision", "32-true"]
+        base = "imagenet"
+    else:
+        ncls = 10 if family == "cifar10_lt" else 100
+        write_cifar(str(tmp_path / "data"), ncls, 12 if ncls == 10 else 3, 2)
+        data = ["--data.init_args.root", str(tmp_path / "data"), "--data.init_args.download", "false",
+                "--data.init_args.imbalance_factor", "3"]
+        base = "cifar"
+    run(["fit", "--config", f"{CFG}/base/{base}.yaml", "--config", f"{CFG}/{family}/data.yaml",
+         "--config", f"{CFG}/{family}/reot_ratio.yaml", *data, "--data.init_args.batch_size", "8",
+         "--data.init_args.num_workers", "0", "--trainer.accelerator", "cpu", "--trainer.fast_dev_run", "true",
+         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"])
+    check_results(str(tmp_path / "run"))
+
+
+def test_bad_config_key_fails_clearly(fmnist_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(["fit", *fmnist_args(fmnist_root, str(tmp_path)), "--model.init_args.lerning_rate", "0.1"])
+    assert exc.value.code != 0
+    assert "lerning_rate" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  max_epoch: 3\n")
+    with pytest.raises(SystemExit):
+        run(["fit", *fmnist_args(fmnist_root, str(tmp_path)), "--config", str(bad)])
+    assert "max_epoch" in capsys.readouterr().err
+
+
+def test_missing_data_says_how_to_get_it(tmp_path):
+    args = fmnist_args(str(tmp_path / "empty"), str(tmp_path / "run"))
+    import otcls.data.fashion_mnist as fm
+
+    old = fm.DEBIAN_DIR
+    with pytest.raises(ValueError, match="dataset-fashion-mnist"):
+        fm.prepare_root.__defaults__ = ((),)
+        try:
+            run(["fit", *args, "--trainer.fast_dev_run", "true"])
+        finally:
+            fm.prepare_root.__defaults__ = ((old,),)
+
+
+def _lambda_by_epoch(run_dir: str) -> dict:
+    out = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "logs", "version_*", "metrics.csv"))):
+        with open(path) as fh:
+            for row in csv.DictReader(fh):
+                if row.get("train/lambda"):
+                    out[int(row["epoch"])] = float(row["train/lambda"])
+    return out
+
+
+def test_resume_after_kill_continues_lambda_schedule(fmnist_root, tmp_path):
+    run_dir = str(tmp_path / "run")
+    killer = tmp_path / "kill.yaml"
+    killer.write_text("trainer:\n  callbacks:\n    - class_path: otcls.callbacks.prior_schedule.PriorSchedule\n"
+                      "    - class_path: _killer.KillAtEpoch\n      init_args: {epoch: 2}\n")
+    args = [*fmnist_args(fmnist_root, run_dir, "reot_ratio"), "--trainer.max_epochs", "4",
+            "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--test_after_fit", "false"]
+    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "tests", "images"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "otcls.cli", "fit", *args, "--config", str(killer)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILLed at the start of epoch 2
+    assert sorted(_lambda_by_epoch(run_dir)) == [0, 1]
+    run(["fit", *args, "--ckpt_path", "last"])
+    lam = _lambda_by_epoch(run_dir)
+    assert sorted(lam) == [0, 1, 2, 3]
+    assert [lam[e] for e in range(4)] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])  # linear λ over 4 epochs
+
+
+def test_ddp_two_cpu_processes(fmnist_root, tmp_path):
+    run_dir = str(tmp_path / "ddp")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "otcls.cli", "fit", *fmnist_args(fmnist_root, run_dir),
+                           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+                           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--test_after_fit", "true"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = check_results(run_dir)
+    # logits gathered from both ranks, sampler padding removed: every test image counted exactly once
+    assert res["balanced"]["softmax"]["n"] == 120
