@@ -39,7 +39,8 @@ class SegmentationTask(L.LightningModule):
         iou_types: LVISEval types to score.
     """
 
-    checkpoint_monitor = ("val/segm/AP", "max")
+    # LVIS evaluation is costly, so recipes evaluate once after fit: checkpoints keep the latest weights.
+    checkpoint_monitor = None
 
     def __init__(self, loss: str = "ce", loss_kwargs: Optional[Dict[str, Any]] = None, classifier: str = "linear",
                  scale: float = 16.0, num_classes: Optional[int] = None, class_counts: Optional[List[float]] = None,
