@@ -72,6 +72,18 @@ def aggregate(per_run: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, float
     return out
 
 
+def nest(flat: Dict[str, object]) -> dict:
+    """``{"balanced/reot/top1": v}`` → ``{"balanced": {"reot": {"top1": v}}}``."""
+    out: dict = {}
+    for key, value in flat.items():
+        *path, leaf = key.split("/")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
 def split_key(key: str) -> tuple:
     """``"balanced/reot/top1"`` → ``("balanced/reot", "top1")``."""
     head, _, metric = key.rpartition("/")

@@ -6,7 +6,8 @@
 Every (method config, seed) is one ``otcls fit --test_after_fit true`` subprocess with run dir
 ``OUT/runs/<method>/seed<s>``; ``--jobs N`` runs N at a time (one by one by default). Arguments
 after ``--`` are extra ``--key value`` overrides given to every run. Writes ``OUT/summary.json``
-(method → seeds → metrics, and method → key → mean/std) and ``OUT/summary.md``.
+(``methods.<method>.seeds.<seed>.<test prior>.<inference mode>.<metric>`` and
+``methods.<method>.aggregate.<test prior>.<inference mode>.<metric>.{mean,std,n}``) and ``OUT/summary.md``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from otcls.reporting.results import aggregate, flat_test_metrics, pm, split_key
+from otcls.reporting.results import aggregate, flat_test_metrics, nest, pm, split_key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +61,7 @@ def _run(cmd: List[str], run_dir: str, stream: bool) -> tuple:
 def summarize(per_method: Dict[str, Dict[int, Dict[str, float]]], out: str, seconds: Dict[str, float]) -> str:
     """Write ``summary.json`` / ``summary.md``; return the Markdown."""
     agg = {m: aggregate({str(s): v for s, v in runs.items()}) for m, runs in per_method.items()}
-    payload = {"methods": {m: {"seeds": {str(s): v for s, v in runs.items()}, "aggregate": agg[m]}
+    payload = {"methods": {m: {"seeds": {str(s): nest(v) for s, v in runs.items()}, "aggregate": nest(agg[m])}
                            for m, runs in per_method.items()},
                "seconds_per_run": seconds}
     with open(os.path.join(out, "summary.json"), "w") as fh:

@@ -1,0 +1,36 @@
+# Long-tailed image classification (issue 4). Runs go to results/<benchmark>/runs/<method>/seed<s>.
+SEEDS ?= 0 1 2
+JOBS ?= 1
+WANDB_MODE ?= offline
+LT_METHODS := ce focal ldam_drw logit_adjust cb_ce cb_focal balanced_softmax reot_ratio dbot
+DEMO_METHODS := ce balanced_softmax reot_ratio dbot
+
+.PHONY: demo cifar10-lt cifar100-lt imagenet-lt bench-image-step
+
+demo: install data-fmnist  ## offline Fashion-MNIST-LT (IF 100): CE, Balanced Softmax, RE-OT, DB-OT × 3 seeds, every inference mode × test prior (≤ 15 min, 2 CPU cores)
+	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PY) -m otcls.cli sweep --base configs/base/fmnist.yaml \
+	  --methods $(foreach m,$(DEMO_METHODS),configs/fmnist_lt/$(m).yaml) --seeds 0 1 2 --jobs 2 --out results/demo
+	$(PY) -m otcls.cli report $(foreach m,$(DEMO_METHODS),results/demo/runs/$(m)/seed0) --out results/demo/report > /dev/null
+	@echo "table: results/demo/summary.md  numbers: results/demo/summary.json  plots: results/demo/report/"
+
+# $(1) benchmark name, $(2) base config
+define lt_benchmark
+	WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep --base configs/base/$(2).yaml configs/$(1)/data.yaml \
+	  --methods $(foreach m,$(LT_METHODS),configs/$(1)/$(m).yaml) --seeds $(SEEDS) --jobs $(JOBS) --out results/$(1)
+	WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep --base configs/base/$(2).yaml configs/$(1)/data.yaml \
+	  --methods configs/$(1)/reot_teacher.yaml --seeds $(SEEDS) --jobs $(JOBS) --out results/$(1)/teacher \
+	  -- --model.init_args.teacher_checkpoint results/$(1)/runs/ce/seed$(firstword $(SEEDS))/checkpoints/last.ckpt
+	$(PY) -m otcls.cli report results/$(1)/runs/*/seed$(firstword $(SEEDS)) results/$(1)/teacher/runs/*/seed$(firstword $(SEEDS)) --out results/$(1)/report
+endef
+
+cifar10-lt: install  ## CIFAR10-LT (IF 100) × 10 methods × $(SEEDS) on your GPU (downloads CIFAR-10)
+	$(call lt_benchmark,cifar10_lt,cifar)
+
+cifar100-lt: install  ## CIFAR100-LT (IF 100) × 10 methods × $(SEEDS) (downloads CIFAR-100)
+	$(call lt_benchmark,cifar100_lt,cifar)
+
+imagenet-lt: install  ## ImageNet-LT × 10 methods (needs ImageNet + the ImageNet_LT lists, see docs/images.md)
+	$(call lt_benchmark,imagenet_lt,imagenet)
+
+bench-image-step: install  ## training step time per loss vs CE (ResNet32, batch 512, 100 classes)
+	$(PY) experiments/images/bench_step_time.py --out results/bench_image_step
