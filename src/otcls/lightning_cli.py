@@ -4,7 +4,7 @@ Configs name any LightningModule / LightningDataModule by ``class_path`` (subcla
 image, molecule and segmentation tasks share this entry point. Defaults added here:
 
 - run directory ``trainer.default_root_dir`` (default ``runs/<config stem>``): checkpoints in
-  ``<run>/checkpoints`` (``last.ckpt`` always, best by the module's ``checkpoint_monitor``),
+  ``<run>/checkpoints`` (one sub-folder per run under ``wandb agent``; ``last.ckpt`` always, best by the module's ``checkpoint_monitor``),
   logs in ``<run>/logs/version_N`` (CSV always; W&B offline unless ``WANDB_MODE=online``,
   skipped with ``WANDB_MODE=disabled``); resume with ``--ckpt_path last``.
 - ``--test_after_fit true``: after ``fit``, run ``test`` on the best checkpoint in the same process.
@@ -46,6 +46,8 @@ class OTCLSCLI(LightningCLI):
             configs = cfg.get("config") or []
             stem = os.path.splitext(os.path.basename(str(configs[0])))[0] if configs else "otcls"
             root = os.path.join("runs", stem)
+        if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # launched by `wandb agent`
+            root = os.path.join(str(root), os.environ["WANDB_RUN_ID"])
         return str(root)
 
     def instantiate_trainer(self, **kwargs):
