@@ -98,3 +98,27 @@ def test_task_bad_config():
         ContrastiveTask(loss="ce")
     with pytest.raises(ValueError, match="unknown option"):
         ContrastiveTask(loss="nt_xent", loss_kwargs={"prior": "class"}, num_classes=3)
+
+
+@pytest.mark.parametrize("bench", ["fmnist_lt", "cifar10_lt", "cifar100_lt"])
+@pytest.mark.parametrize("method,loss", [("simclr", "nt_xent"), ("supcon", "supcon"), ("reot", "reot_contrastive")])
+def test_configs_instantiate(tmp_path, monkeypatch, bench, method, loss):
+    """Every shipped config parses and builds the task, its loss and the DataModule (nothing is trained)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    class ParseOnly(LightningCLI):  # otcls's CLI options, without running a sub-command
+        def add_arguments_to_parser(self, parser):
+            parser.add_argument("--test_after_fit", type=bool, default=False)
+
+    monkeypatch.setattr("sys.argv", ["otcls"])
+    cli = ParseOnly(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                    auto_configure_optimizers=False, run=False, save_config_callback=None,
+                    args=["--config", f"configs/contrastive/{bench}/base.yaml",
+                          "--config", f"configs/contrastive/{bench}/{method}.yaml",
+                          "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"])
+    assert isinstance(cli.model, ContrastiveTask) and cli.model.hparams.loss == loss
+    assert cli.datamodule.num_classes == (100 if bench == "cifar100_lt" else 10)
+    if method == "reot":
+        from otcls.callbacks.prior_schedule import PriorSchedule
+
+        assert any(isinstance(c, PriorSchedule) for c in cli.trainer.callbacks)

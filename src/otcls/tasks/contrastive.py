@@ -47,7 +47,7 @@ class ContrastiveTask(L.LightningModule):
         loss / loss_kwargs: one of ``nt_xent``, ``supcon``, ``reot_contrastive`` and its options
             (``temperature``, ``prior``, ``target``, ``coupling``, ...).
         proj_dim / proj_hidden: projector output and hidden width (hidden default: backbone width).
-        augment: options of :class:`TwoViewAugment` (crop scale, flip, jitter, greyscale).
+        views: options of :class:`TwoViewAugment` (crop scale, flip, jitter, greyscale).
         num_classes / class_counts: from the DataModule at setup when not given.
         optimizer: ``sgd`` or ``adamw``; lr / momentum / weight_decay; ``warmup_steps`` then cosine.
         probe_epochs / probe_lr / probe_weight_decay / probe_batch_size: linear-probe training.
@@ -58,7 +58,7 @@ class ContrastiveTask(L.LightningModule):
     def __init__(self, backbone: str = "small_cnn", backbone_kwargs: Optional[Dict[str, Any]] = None,
                  loss: str = "reot_contrastive", loss_kwargs: Optional[Dict[str, Any]] = None,
                  proj_dim: int = 64, proj_hidden: Optional[int] = None,
-                 augment: Optional[Dict[str, Any]] = None,
+                 views: Optional[Dict[str, Any]] = None,
                  num_classes: Optional[int] = None, class_counts: Optional[List[int]] = None,
                  optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
                  warmup_steps: int = 0, probe_epochs: int = 30, probe_lr: float = 1e-2,
@@ -77,7 +77,7 @@ class ContrastiveTask(L.LightningModule):
         self.backbone = MODELS.build(backbone, **(backbone_kwargs or {}))
         width = self.backbone.out_features
         self.projector = projection_mlp(width, proj_hidden or width, proj_dim)
-        self.augment = TwoViewAugment(**(augment or {}))
+        self.views = TwoViewAugment(**(views or {}))
         self.head: Optional[nn.Module] = None  # the contrastive loss (has ``lam``)
         self.probe: Optional[nn.Module] = None
         self.standardize = Standardizer(width)
@@ -119,7 +119,7 @@ class ContrastiveTask(L.LightningModule):
         return self.probe(self.standardize(self.backbone(x)))
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        v1, v2 = self.augment(x)
+        v1, v2 = self.views(x)
         z = self.projector(self.backbone(torch.cat([v1, v2])))
         z1, z2 = z.chunk(2)
         return self.head(z1, z2, y)
