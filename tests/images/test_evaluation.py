@@ -59,3 +59,21 @@ def test_backbones():
     assert MODELS.build("small_cnn", in_channels=1)(torch.zeros(2, 1, 28, 28)).shape == (2, 128)
     with pytest.raises(ValueError, match="6n\\+2"):
         MODELS.build("cifar_resnet", depth=30)
+
+
+def test_checkpoint_roundtrip_rebuilds_head(tmp_path):
+    import lightning as L
+
+    from otcls.tasks import ImageClassifier
+
+    model = ImageClassifier(backbone="small_cnn", backbone_kwargs={"in_channels": 1, "channels": [4]},
+                            loss="balanced_softmax", num_classes=3, class_counts=[30, 10, 2])
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    path = str(tmp_path / "m.ckpt")
+    trainer.save_checkpoint(path)
+    loaded = ImageClassifier.load_from_checkpoint(path)
+    x = torch.randn(2, 1, 8, 8)
+    model.eval(), loaded.eval()
+    assert torch.allclose(model(x), loaded(x)) and loaded.features(x).shape == (2, 4)
+    assert loaded.hparams.class_counts == [30, 10, 2]

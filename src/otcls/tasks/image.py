@@ -149,6 +149,15 @@ class ImageClassifier(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Dict[str, torch.Tensor]:
+        """Logits, softmax prediction and (when the batch has them) targets of one batch."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        logits = self(x)
+        out = {"logits": logits, "pred": logits.argmax(-1)}
+        if isinstance(batch, (tuple, list)) and len(batch) > 1:
+            out["target"] = batch[1]
+        return out
+
     # --- test: every inference mode × every test-prior variant ------------------------------
     def on_test_epoch_start(self) -> None:
         self._test_outputs = {}

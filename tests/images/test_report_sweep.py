@@ -1,0 +1,76 @@
+"""``otcls report`` on hand-written run folders and ``otcls sweep`` end to end on tiny data."""
+import json
+import math
+import os
+
+import pytest
+
+from otcls.reporting import report, sweep
+from otcls.reporting.results import flat_test_metrics, nest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write_run(run_dir, loss, top1, lambdas):
+    os.makedirs(os.path.join(run_dir, "logs", "version_0"))
+    res = {"balanced": {"softmax": {"top1": top1, "many": 90.0, "medium": 50.0, "few": float("nan"), "n": 4,
+                                    "per_class": [100.0, 50.0, 0.0], "confusion": [[1, 0, 0], [1, 1, 0], [0, 1, 0]]}}}
+    with open(os.path.join(run_dir, "test_results.json"), "w") as fh:
+        json.dump({"loss": loss, "class_counts": [200, 50, 30], "results": res}, fh)
+    rows = "epoch,step,train/lambda\n" + "".join(f"{e},{e * 3},{lam}\n" for e, lam in enumerate(lambdas))
+    with open(os.path.join(run_dir, "logs", "version_0", "metrics.csv"), "w") as fh:
+        fh.write(rows)
+
+
+def test_report_table_json_and_plots(tmp_path):
+    a, b = str(tmp_path / "ce" / "seed0"), str(tmp_path / "reot" / "seed0")
+    write_run(a, "ce", 61.5, [])
+    write_run(b, "reot", 70.25, [0.0, 0.5, 1.0])
+    out = str(tmp_path / "out")
+    assert report.main([a, b, "--out", out]) == 0
+    md = open(os.path.join(out, "report.md")).read()
+    assert "| ce/seed0 | balanced/softmax | 61.50 | 90.00 | 50.00 | — |" in md
+    assert "| reot/seed0 | balanced/softmax | 70.25 |" in md
+    data = json.load(open(os.path.join(out, "report.json")))
+    assert data["metrics"]["reot/seed0"]["balanced/softmax/top1"] == 70.25
+    assert set(data["figures"]) == {"per_class_accuracy.png", "lambda.png", "confusion_ce_seed0.png",
+                                    "confusion_reot_seed0.png"}
+    for f in data["figures"]:
+        assert os.path.getsize(os.path.join(out, f)) > 1000
+
+
+def test_report_rejects_missing_run(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        report.main([str(tmp_path / "nope")])
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(ValueError, match="no test_results.json"):
+        flat_test_metrics(str(tmp_path / "empty"))
+
+
+def test_nest():
+    assert nest({"a/b/c": 1, "a/b/d": 2, "x": 3}) == {"a": {"b": {"c": 1, "d": 2}}, "x": 3}
+
+
+def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = str(tmp_path / "sweep")
+    rc = sweep.main(["--base", f"{REPO}/configs/base/fmnist.yaml", "--methods", f"{REPO}/configs/fmnist_lt/ce.yaml",
+                     "--seeds", "0", "1", "--jobs", "2", "--out", out, "--",
+                     "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60",
+                     "--data.init_args.max_test_per_class", "null", "--trainer.max_epochs", "1",
+                     "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8]}",
+                     "--trainer.enable_progress_bar", "false"])
+    assert rc == 0
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    seeds = summary["methods"]["ce"]["seeds"]
+    vals = [seeds[s]["balanced"]["reot"]["top1"] for s in ("0", "1")]
+    agg = summary["methods"]["ce"]["aggregate"]["balanced"]["reot"]["top1"]
+    assert agg["mean"] == pytest.approx(sum(vals) / 2)
+    assert agg["std"] == pytest.approx(math.sqrt(sum((v - agg["mean"]) ** 2 for v in vals)))
+    assert "| ce | balanced/reot |" in open(os.path.join(out, "summary.md")).read()
+
+
+def test_sweep_rejects_missing_config(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        sweep.main(["--methods", str(tmp_path / "x.yaml"), "--out", str(tmp_path)])
