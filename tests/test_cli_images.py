@@ -158,3 +158,18 @@ def test_ddp_two_cpu_processes(fmnist_root, tmp_path):
     res = check_results(run_dir)
     # logits gathered from both ranks, sampler padding removed: every test image counted exactly once
     assert res["balanced"]["softmax"]["n"] == 120
+
+
+def test_default_loggers_csv_always_wandb_offline(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    from otcls.lightning_cli import default_loggers
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    csv_logger, wandb_logger = default_loggers(str(tmp_path))
+    assert isinstance(csv_logger, CSVLogger) and isinstance(wandb_logger, WandbLogger)
+    assert wandb_logger._offline and wandb_logger.save_dir == str(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert not default_loggers(str(tmp_path))[1]._offline
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert [type(lg) for lg in default_loggers(str(tmp_path))] == [CSVLogger]
