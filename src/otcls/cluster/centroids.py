@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from otcls.ot import barycenter
+
 
 
 
@@ -36,7 +38,6 @@ def euclidean_centroids(X: torch.Tensor, W: torch.Tensor, prev: torch.Tensor) ->
 def wasserstein_centroids(H: torch.Tensor, W: torch.Tensor, prev: torch.Tensor, ground: torch.Tensor,
                           eps: float, max_iter: int = 1000) -> torch.Tensor:
     """Bregman barycenters (Benamou et al. 2015) of histograms ``H`` (n, d), weights ``W[:, k]``."""
-    from otcls.ot import barycenter  # TODO move to top once otcls.ot.barycenter lands
     centers = []
     for k in range(W.shape[1]):
         keep = W[:, k] > 0
@@ -44,5 +45,5 @@ def wasserstein_centroids(H: torch.Tensor, W: torch.Tensor, prev: torch.Tensor, 
             centers.append(prev[k])
             continue
         w = W[keep, k] / W[keep, k].sum()
-        centers.append(barycenter(H[keep], ground, eps, weights=w, max_iter=max_iter))
+        centers.append(barycenter(H[keep], ground, eps=eps, weights=w, max_iter=max_iter).barycenter)
     return torch.stack(centers)

@@ -44,11 +44,13 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
         reweight: use the paper's barycenter re-weighting (see :mod:`otcls.cluster.centroids`).
         init: ``"k-means++"`` or an array ``(n_clusters, n_features)`` of initial centroids.
         max_iter: maximum number of alternations.
-        tol: stop when ``Σ_k |c_k - c_k_old|² ≤ tol · mean(var(X, axis=0))`` (as in KMeans).
+        tol: stop when ``Σ_k |c_k - c_k_old|² ≤ tol · mean(var(X, axis=0))`` (as in KMeans; for
+            space="wasserstein" X is the row-normalised histograms).
         random_state: seed for k-means++.
         grid_shape: grid of the histograms (space="wasserstein"); default the square grid.
         grid_eps: regulariser of the Wasserstein costs/barycenters (ground cost in ``[0, 1]``).
-        ot_max_iter: iteration cap of each inner OT solve.
+        ot_tol, ot_max_iter: stopping tolerance (relative marginal/bound violation) and iteration
+            cap of each inner DB-OT solve.
 
     Attributes:
         cluster_centers_ (k, d), labels_ (n,), rounded_labels_ (n,), plan_ (n, k) with rows
@@ -57,7 +59,7 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
 
     def __init__(self, n_clusters=8, *, size_min=None, size_max=None, eps=0.05, space="euclidean",
                  reweight=True, init="k-means++", max_iter=100, tol=1e-4, random_state=None,
-                 grid_shape=None, grid_eps=0.01, ot_max_iter=1000):
+                 grid_shape=None, grid_eps=0.05, ot_tol=1e-5, ot_max_iter=1000):
         self.n_clusters = n_clusters
         self.size_min = size_min
         self.size_max = size_max
@@ -70,6 +72,7 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.grid_shape = grid_shape
         self.grid_eps = grid_eps
+        self.ot_tol = ot_tol
         self.ot_max_iter = ot_max_iter
 
     # ----------------------------------------------------------------------------- fitting
@@ -87,7 +90,7 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
         centers = self._initial_centers(Z)
         cost = self._cost(Z, centers)
         self.eps_ = float(self.eps) * max(float(cost.mean()), np.finfo(np.float64).tiny)
-        threshold = self.tol * float(np.mean(np.var(X, axis=0)))
+        threshold = self.tol * float(Z.var(0, unbiased=False).mean())
         self.n_iter_ = 0
         for _ in range(self.max_iter):
             self.n_iter_ += 1
@@ -170,7 +173,8 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
     def _plan(self, cost: torch.Tensor):
         n = cost.shape[0]
         a = torch.full((n,), 1.0 / n, dtype=torch.float64)
-        return solve(cost, a, eps=self.eps_, lower=self._lower, upper=self._upper, max_iter=self.ot_max_iter)
+        return solve(cost, a, eps=self.eps_, lower=self._lower, upper=self._upper, tol=self.ot_tol,
+                     max_iter=self.ot_max_iter)
 
     def _update(self, Z: torch.Tensor, plan: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
         W = barycenter_weights(plan, self.reweight)
