@@ -108,15 +108,8 @@ def test_bad_config_key_fails_clearly(fmnist_root, tmp_path, capsys):
 
 def test_missing_data_says_how_to_get_it(tmp_path):
     args = fmnist_args(str(tmp_path / "empty"), str(tmp_path / "run"))
-    import otcls.data.fashion_mnist as fm
-
-    old = fm.DEBIAN_DIR
-    with pytest.raises(ValueError, match="dataset-fashion-mnist"):
-        fm.prepare_root.__defaults__ = ((),)
-        try:
-            run(["fit", *args, "--trainer.fast_dev_run", "true"])
-        finally:
-            fm.prepare_root.__defaults__ = ((old,),)
+    with pytest.raises(ValueError, match="apt-get install dataset-fashion-mnist"):
+        run(["fit", *args, "--data.init_args.system_dir", str(tmp_path / "no_debian_copy"), "--trainer.fast_dev_run", "true"])
 
 
 def _lambda_by_epoch(run_dir: str) -> dict:

@@ -41,17 +41,19 @@ def prepare_root(root: str, sources: Sequence[str] = (DEBIAN_DIR,)) -> str:
 
 
 class FashionMNISTLTDataModule(LongTailDataModule):
-    """Fashion-MNIST-LT. ``download=True`` lets torchvision fetch the files when no local copy exists."""
+    """Fashion-MNIST-LT. Files come from ``root``, else ``system_dir`` (the Debian package's folder);
+    ``download=True`` lets torchvision fetch them when neither has a copy."""
 
     num_classes = 10
 
-    def __init__(self, root: str = "data/fashion-mnist", download: bool = False, **kwargs) -> None:
+    def __init__(self, root: str = "data/fashion-mnist", download: bool = False, system_dir: str = DEBIAN_DIR,
+                 **kwargs) -> None:
         super().__init__(root=root, **kwargs)
-        self.download = download
+        self.download, self.system_dir = download, system_dir
 
     def prepare_data(self) -> None:
         try:
-            prepare_root(self.root)
+            prepare_root(self.root, sources=(self.system_dir,))
         except ValueError:
             if not self.download:
                 raise
