@@ -36,12 +36,16 @@ def test_fast_dev_run_fit_and_probe(tmp_path, loss, loss_kwargs):
     torch.manual_seed(0)
     dm = _datamodule(tmp_path)
     task = _task(loss, loss_kwargs=loss_kwargs, inference_modes=("softmax", "reot", "dbot"))
+    from otcls.callbacks.prior_schedule import PriorSchedule
+
     trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", default_root_dir=str(tmp_path / "run"),
-                        enable_progress_bar=False, logger=False)
+                        enable_progress_bar=False, logger=False,
+                        callbacks=[PriorSchedule(kind="constant", value=0.25)])
     before = [p.detach().clone() for p in task.backbone.parameters()]
     trainer.fit(task, datamodule=dm)
     assert any(not torch.equal(a, b) for a, b in zip(before, task.backbone.parameters()))
-    assert task.head.lam == 1.0 and task.probe.num_classes == 10
+    assert task.head.lam == 0.25  # λ(t) reaches the contrastive loss through task.head
+    assert task.probe.num_classes == 10
     frozen = [p.detach().clone() for p in task.backbone.parameters()]
     trainer.test(task, datamodule=dm)
     # the probe must not touch the encoder
