@@ -92,3 +92,16 @@ def test_datamodule_bad_input(tmp_path, demo_root):
         LVISDataModule(root=str(tmp_path))
     with pytest.raises(ValueError, match="count_field"):
         LVISDataModule(root=demo_root, count_field="frequency")
+
+
+def test_make_lvis_demo_command(fmnist_root, tmp_path, capsys):
+    from otcls.cli import main
+
+    out = str(tmp_path / "demo")
+    assert main(["make-lvis-demo", "--out", out, "--fmnist-root", fmnist_root, "--train-images", "40",
+                 "--val-images", "3", "--canvas", "48", "--min-size", "12", "--max-size", "20",
+                 "--imbalance", "1"]) == 0
+    assert "lvis_v1_train.json" in capsys.readouterr().out
+    assert len(os.listdir(os.path.join(out, "coco", "val2017"))) == 3
+    with pytest.raises(ValueError, match="min_size"):
+        main(["make-lvis-demo", "--out", out, "--fmnist-root", fmnist_root, "--min-size", "4"])
