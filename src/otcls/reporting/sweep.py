@@ -66,11 +66,7 @@ def summarize(per_method: Dict[str, Dict[int, Dict[str, float]]], out: str, seco
                "seconds_per_run": seconds}
     with open(os.path.join(out, "summary.json"), "w") as fh:
         json.dump(payload, fh, indent=1)
-    metrics = []
-    for a in agg.values():
-        for k in a:
-            if split_key(k)[1] not in metrics:
-                metrics.append(split_key(k)[1])
+    metrics = list(dict.fromkeys(split_key(k)[1] for runs in per_method.values() for run in runs.values() for k in run))
     lines = ["| method | " + "setting | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for m, a in agg.items():
         for r in dict.fromkeys(split_key(k)[0] for run in per_method[m].values() for k in run):
