@@ -99,9 +99,8 @@ class ImageClassifier(L.LightningModule):
             teacher.eval().requires_grad_(False)
             object.__setattr__(self, "teacher", teacher)  # not a submodule: not saved, not optimised
         if not hasattr(self, "val_top1"):
-            n = self.head.num_classes if hasattr(self.head, "num_classes") else self.hparams.num_classes
-            self.val_top1 = MulticlassAccuracy(n, average="micro")
-            self.val_bal = MulticlassAccuracy(n, average="macro")
+            self.val_top1 = MulticlassAccuracy(self.head.num_classes, average="micro")
+            self.val_bal = MulticlassAccuracy(self.head.num_classes, average="macro")
 
     # --- forward ---------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
