@@ -77,7 +77,7 @@ def warn_if_not_converged(trace: Trace, tol: Optional[float], max_iter: int, met
 
 def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor], *,
                       tol: Optional[float], max_iter: int, check_every: int, grad: str,
-                      shift_invariant: bool = False) -> Trace:
+                      shift_invariant: bool = False, exact_step: Optional[Step] = None) -> Trace:
     """Iterate to the fixed point and attach gradients according to ``grad``.
 
     * ``autodiff``: backpropagate through every unrolled step (memory grows with iterations).
@@ -89,6 +89,8 @@ def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tenso
 
     ``shift_invariant``: ``T(z + c·1) = T(z) + c·1`` (balanced Sinkhorn); the adjoint is then
     kept orthogonal to ``1``, the direction along which ``I - Jᵀ`` is singular.
+    ``exact_step``: a stateless implementation of the same map, used for the implicit step when
+    ``step`` keeps a cache (e.g. an absorbed kernel) built without a graph.
     """
     if grad == "autodiff":
         return iterate(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every)
@@ -96,10 +98,11 @@ def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tenso
         trace = iterate(step, z0.detach(), error, tol=tol, max_iter=max_iter, check_every=check_every)
     if grad == "detach" or not torch.is_grad_enabled():
         return trace
+    exact_step = exact_step or step
     z_star = trace.z.detach()
-    z_out = step(z_star)
+    z_out = exact_step(z_star)
     if z_out.requires_grad:
-        z_out.register_hook(_adjoint_hook(step, z_star, tol or 1e-7, max_iter, shift_invariant))
+        z_out.register_hook(_adjoint_hook(exact_step, z_star, tol or 1e-7, max_iter, shift_invariant))
     trace.z = z_out
     return trace
 
