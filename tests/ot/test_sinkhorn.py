@@ -134,3 +134,17 @@ def test_shared_marginals_broadcast_over_batch():
     C, a, b = random_problem(6, 5, 16, batch=3)
     res = solve(C, a[0], b[0], eps=0.2)
     torch.testing.assert_close(res.plan.sum(-1), a[0].expand(3, 6), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(lower="0.9b", upper="1.1b")])
+def test_warm_start_from_previous_potentials(kw):
+    C, a, b = random_problem(40, 8, 17)
+    kw = {k: 0.9 * b if v == "0.9b" else 1.1 * b for k, v in kw.items()}
+    b_arg = None if kw else b
+    cold = solve(C, a, b_arg, eps=0.02, tol=1e-9, max_iter=20000, **kw)
+    warm = solve(C + 1e-3, a, b_arg, eps=0.02, tol=1e-9, max_iter=20000, init_g=cold.g, **kw)
+    ref = solve(C + 1e-3, a, b_arg, eps=0.02, tol=1e-9, max_iter=20000, **kw)
+    torch.testing.assert_close(warm.plan, ref.plan, atol=1e-8, rtol=0)
+    assert warm.n_iter < ref.n_iter / 2
+    with pytest.raises(ValueError, match="init_g"):
+        solve(C, a, b_arg, eps=0.02, init_g=torch.zeros(3, dtype=torch.float64), **kw)

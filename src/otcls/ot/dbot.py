@@ -53,7 +53,7 @@ def _finish(p, log_k, trace, alpha, beta, method, tol, max_iter, grad):
     return make_result(p, log_k, alpha, beta, trace, method)
 
 
-def dbot_ascent(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
+def dbot_ascent(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000, beta0=None,
                 check_every: int = 10, grad: str = "autodiff") -> OTResult:
     """Exact dual block-coordinate ascent; state ``beta = log v``."""
     log_k = p.log_kernel
@@ -70,14 +70,14 @@ def dbot_ascent(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int 
     def error(beta):
         return bound_violation(beta + col_lse(log_k, alpha_of(beta)), p.lower, p.upper) / mass
 
-    trace = solve_fixed_point(step, torch.zeros_like(log_l), error, tol=tol, max_iter=max_iter,
+    trace = solve_fixed_point(step, p.initial_beta() if beta0 is None else beta0, error, tol=tol, max_iter=max_iter,
                               check_every=check_every, grad=grad)
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         beta = trace.z
         return _finish(p, log_k, trace, alpha_of(beta), beta, "dbot_ascent", tol, max_iter, grad)
 
 
-def dbot_three_scaling(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
+def dbot_three_scaling(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000, beta0=None,
                        check_every: int = 10, grad: str = "autodiff") -> OTResult:
     """Sinkhorn-Knopp with separate lower (``>= 1``) and upper (``<= 1``) column scalings."""
     log_k = p.log_kernel
@@ -99,14 +99,16 @@ def dbot_three_scaling(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_ite
         beta = z[:, :m] + z[:, m:]
         return bound_violation(beta + col_lse(log_k, alpha_of(beta)), p.lower, p.upper) / mass
 
-    z0 = torch.zeros(log_l.shape[0], 2 * m, dtype=log_l.dtype, device=log_l.device)
+    beta0 = p.initial_beta() if beta0 is None else beta0
+    z0 = torch.cat([beta0.clamp_min(0), beta0.clamp_max(0)], dim=-1)
     trace = solve_fixed_point(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every, grad=grad)
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         beta = trace.z[:, :m] + trace.z[:, m:]
         return _finish(p, log_k, trace, alpha_of(beta), beta, "dbot_three_scaling", tol, max_iter, grad)
 
 
-def _projections(p: LinearProblem, corrected: bool, method: str, tol, max_iter, check_every, grad) -> OTResult:
+def _projections(p: LinearProblem, corrected: bool, method: str, tol, max_iter, check_every, grad,
+                 beta0=None) -> OTResult:
     """Cyclic KL projections on (alpha, beta) with ``log P = log K + alpha_i + beta_j``.
 
     Each projection only rescales rows or columns, so Dykstra's correction for a set is the
@@ -145,19 +147,21 @@ def _projections(p: LinearProblem, corrected: bool, method: str, tol, max_iter, 
                 + bound_violation(torch.logsumexp(log_p, -2), p.lower, p.upper)) / mass
 
     z0 = torch.zeros(log_k.shape[0], 2 * n + 3 * m, dtype=log_k.dtype, device=log_k.device)
+    if beta0 is not None:
+        z0[:, n:n + m] = beta0
     trace = solve_fixed_point(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every, grad=grad)
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         alpha, beta = trace.z[:, :n], trace.z[:, n:n + m]
         return _finish(p, log_k, trace, alpha, beta, method, tol, max_iter, grad)
 
 
-def dbot_dykstra(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
+def dbot_dykstra(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000, beta0=None,
                  check_every: int = 10, grad: str = "autodiff") -> OTResult:
     """Dykstra-corrected cyclic KL projections (converges to the DB-OT optimum)."""
-    return _projections(p, True, "dbot_dykstra", tol, max_iter, check_every, grad)
+    return _projections(p, True, "dbot_dykstra", tol, max_iter, check_every, grad, beta0)
 
 
-def dbot_cyclic(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
+def dbot_cyclic(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000, beta0=None,
                 check_every: int = 10, grad: str = "autodiff") -> OTResult:
     """Plain cyclic KL projections, NOT optimal in general (see module docstring)."""
-    return _projections(p, False, "dbot_cyclic", tol, max_iter, check_every, grad)
+    return _projections(p, False, "dbot_cyclic", tol, max_iter, check_every, grad, beta0)

@@ -76,6 +76,16 @@ class LinearProblem:
             log_k = log_k + _safe_log(self.prior)
         return log_k
 
+    def initial_beta(self, init_g=None) -> torch.Tensor:
+        """Starting column log-scalings ``g / eps`` (zeros without a warm start)."""
+        B, _, m = self.cost.shape
+        if init_g is None:
+            return self.cost.new_zeros(B, m)
+        g = _vector("init_g", init_g, B, m, self.cost).detach()
+        if not torch.isfinite(g).all():
+            raise ValueError("init_g must be finite (pass the g of a previous solve, or None)")
+        return g / self.eps
+
     @classmethod
     def build(cls, cost, a, b=None, *, eps, prior=None, lower=None, upper=None,
               mass_rtol: float = 1e-5) -> "LinearProblem":

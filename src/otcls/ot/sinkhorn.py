@@ -96,7 +96,7 @@ def _exp_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
-                 check_every: int = 10, grad: str = "autodiff") -> OTResult:
+                 check_every: int = 10, grad: str = "autodiff", beta0: Optional[torch.Tensor] = None) -> OTResult:
     """Log-domain (absorption-stabilised) Sinkhorn for U(a, b); ``error`` is ``|Pᵀ1 - b|_1 / sum(a)``."""
     log_k = p.log_kernel
     log_a, log_b, _, _ = log_marginals(p)
@@ -117,7 +117,7 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
             return err
         return l1_violation(beta + col_lse(log_k, alpha_of(beta)), p.b) / mass
 
-    beta0 = torch.zeros_like(p.b)
+    beta0 = p.initial_beta() if beta0 is None else beta0
     trace = solve_fixed_point(step, beta0, error, tol=tol,
                               max_iter=max_iter, check_every=check_every, grad=grad, shift_invariant=True,
                               exact_step=exact_step)
@@ -128,7 +128,7 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
 
 
 def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
-             check_every: int = 10, grad: str = "autodiff") -> OTResult:
+             check_every: int = 10, grad: str = "autodiff", beta0: Optional[torch.Tensor] = None) -> OTResult:
     """Scaling-domain Sinkhorn (matrix products with ``K``); raises if ``K`` under/overflows."""
     log_k = p.log_kernel
     K = log_k.exp()
@@ -149,7 +149,7 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
     def error(beta):
         return (beta.exp() * kt_u(beta) - p.b).abs().sum(-1) / mass
 
-    beta0 = torch.zeros_like(p.b)
+    beta0 = p.initial_beta() if beta0 is None else beta0
     trace = solve_fixed_point(step, beta0, error, tol=tol, max_iter=max_iter, check_every=check_every,
                               grad=grad, shift_invariant=True)
     warn_if_not_converged(trace, tol, max_iter, "sinkhorn", "column marginal")

@@ -21,7 +21,7 @@ DEFAULT_METHOD = {"balanced": "sinkhorn_log", "bounded": "dbot_ascent", "semi_re
 
 def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: str = "auto",
           tol: Optional[float] = 1e-6, max_iter: int = 1000, grad: str = "autodiff",
-          check_every: int = 10) -> OTResult:
+          check_every: int = 10, init_g=None) -> OTResult:
     r"""Solve entropic OT, RE-OT or DB-OT, batched and differentiable.
 
     .. math::
@@ -49,6 +49,8 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         grad: ``"autodiff"`` (unrolled), ``"implicit"`` (implicit differentiation at the fixed
             point, memory of one iteration) or ``"detach"``.
         check_every: iterations between convergence checks.
+        init_g: warm start, column potentials ``g`` ``(m,)`` or ``(B, m)`` in cost units (e.g. the
+            ``g`` of a previous result on a nearby problem); ignored by the closed form.
 
     Returns:
         :class:`OTResult` (plan, potentials ``f``, ``g``, ``n_iter``, ``error``, ``converged``, ``errors``).
@@ -64,4 +66,6 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     if name not in SOLVERS[kind]:
         raise ValueError(f"method {method!r} does not solve a {kind} problem; choose 'auto' or one of "
                          f"{sorted(SOLVERS[kind])}")
-    return SOLVERS[kind][name](problem, tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad)
+    beta0 = problem.initial_beta(init_g)
+    return SOLVERS[kind][name](problem, tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad,
+                               beta0=beta0)
