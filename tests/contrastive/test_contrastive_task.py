@@ -126,3 +126,9 @@ def test_configs_instantiate(tmp_path, monkeypatch, bench, method, loss):
         from otcls.callbacks.prior_schedule import PriorSchedule
 
         assert any(isinstance(c, PriorSchedule) for c in cli.trainer.callbacks)
+
+
+def test_forward_before_setup_says_what_to_do():
+    task = ContrastiveTask(backbone="small_cnn", backbone_kwargs={"in_channels": 1, "channels": [4]}, loss="nt_xent")
+    with pytest.raises(ValueError, match="probe is not built"):
+        task(torch.zeros(2, 1, 8, 8))

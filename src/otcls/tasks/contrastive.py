@@ -115,7 +115,10 @@ class ContrastiveTask(L.LightningModule):
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Linear-probe logits of ``x``."""
+        """Linear-probe logits of ``x`` (the probe is fitted at test time, see :meth:`fit_linear_probe`)."""
+        if self.probe is None:
+            raise ValueError("the linear probe is not built yet: pass num_classes, or run trainer.fit/test with a "
+                             "DataModule first")
         return self.probe(self.standardize(self.backbone(x)))
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
