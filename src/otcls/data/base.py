@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from otcls.data.longtail import (PRIOR_VARIANTS, class_counts, longtail_counts, shot_groups,
-                                  stratified_split, subsample_per_class, test_variant_indices)
+                                  stratified_split, subsample_per_class, prior_variant_indices)
 
 
 class TransformSubset(Dataset):
@@ -121,8 +121,8 @@ class LongTailDataModule(L.LightningDataModule):
         if self.max_test_per_class:
             per = [min(self.max_test_per_class, n) for n in class_counts(test_targets, self.num_classes)]
             test_keep = subsample_per_class(test_targets, per, self.seed + 7)
-        variants = test_variant_indices(test_targets[test_keep], self.num_classes,
-                                        self.test_imbalance_factor, self.seed)
+        variants = prior_variant_indices(test_targets[test_keep], self.num_classes,
+                                         self.test_imbalance_factor, self.seed)
         for name in self.test_variants:
             idx = test_keep[variants[name]]
             self._test_counts[name] = class_counts(test_targets[idx], self.num_classes)

@@ -68,8 +68,8 @@ def class_counts(targets: Sequence[int], num_classes: int) -> List[int]:
     return np.bincount(targets, minlength=num_classes).tolist()
 
 
-def test_variant_indices(targets: Sequence[int], num_classes: int, imbalance_factor: float,
-                         seed: int) -> Dict[str, np.ndarray]:
+def prior_variant_indices(targets: Sequence[int], num_classes: int, imbalance_factor: float,
+                          seed: int) -> Dict[str, np.ndarray]:
     """Test-set variants for shifted-prior evaluation.
 
     ``balanced``: the whole test set; ``lt``: subsampled with the training profile (``n_max`` = the
