@@ -125,8 +125,11 @@ def _lambda_by_epoch(run_dir: str) -> dict:
 def test_resume_after_kill_continues_lambda_schedule(fmnist_root, tmp_path):
     run_dir = str(tmp_path / "run")
     killer = tmp_path / "kill.yaml"
-    killer.write_text("trainer:\n  callbacks:\n    - class_path: otcls.callbacks.prior_schedule.PriorSchedule\n"
-                      "    - class_path: _killer.KillAtEpoch\n      init_args: {epoch: 2}\n")
+    schedule = ("trainer:\n  callbacks:\n    - class_path: otcls.callbacks.prior_schedule.PriorSchedule\n"
+                "      init_args: {kind: linear, until: 3}\n")
+    killer.write_text(schedule + "    - class_path: _killer.KillAtEpoch\n      init_args: {epoch: 2}\n")
+    same = tmp_path / "schedule.yaml"  # the resumed run: same schedule, no killer
+    same.write_text(schedule)
     args = [*fmnist_args(fmnist_root, run_dir, "reot_ratio"), "--trainer.max_epochs", "4",
             "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--test_after_fit", "false"]
     env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "tests", "images"), "OMP_NUM_THREADS": "1"}
@@ -134,10 +137,12 @@ def test_resume_after_kill_continues_lambda_schedule(fmnist_root, tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILLed at the start of epoch 2
     assert sorted(_lambda_by_epoch(run_dir)) == [0, 1]
-    run(["fit", *args, "--ckpt_path", "last"])
+    run(["fit", *args, "--config", str(same), "--ckpt_path", "last"])
     lam = _lambda_by_epoch(run_dir)
     assert sorted(lam) == [0, 1, 2, 3]
-    assert [lam[e] for e in range(4)] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])  # linear λ over 4 epochs
+    with open(os.path.join(run_dir, "logs", "version_1", "metrics.csv")) as fh:  # the resumed process
+        assert sorted({int(r["epoch"]) for r in csv.DictReader(fh) if r.get("train/lambda")}) == [2, 3]
+    assert [lam[e] for e in range(4)] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])  # λ linear 0 → 1 at epoch 3, continued
 
 
 def test_ddp_two_cpu_processes(fmnist_root, tmp_path):
