@@ -171,3 +171,27 @@ def test_default_loggers_csv_always_wandb_offline(tmp_path, monkeypatch):
     assert not default_loggers(str(tmp_path))[1]._offline
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert [type(lg) for lg in default_loggers(str(tmp_path))] == [CSVLogger]
+
+
+@pytest.mark.parametrize("bench,base", [("cifar10_lt", "cifar"), ("cifar100_lt", "cifar"), ("imagenet_lt", "imagenet")])
+def test_every_benchmark_method_config_parses(bench, base, capsys):
+    methods = sorted(f for f in os.listdir(os.path.join(CFG, bench)) if f != "data.yaml")
+    assert len(methods) == 10
+    for m in methods:
+        with pytest.raises(SystemExit) as exc:
+            run(["fit", "--config", f"{CFG}/base/{base}.yaml", "--config", f"{CFG}/{bench}/data.yaml",
+                 "--config", f"{CFG}/{bench}/{m}", "--print_config"])
+        assert exc.value.code in (0, None), m
+        assert f"default_root_dir: runs/{bench}/{os.path.splitext(m)[0]}" in capsys.readouterr().out
+
+
+def test_wandb_sweep_files_point_at_existing_configs():
+    import yaml
+
+    for name in ("wandb_fmnist_lt.yaml", "wandb_cifar10_lt.yaml"):
+        with open(os.path.join(CFG, "sweeps", name)) as fh:
+            sweep_cfg = yaml.safe_load(fh)
+        assert sweep_cfg["command"][:2] == ["otcls", "fit"]
+        for path in sweep_cfg["parameters"]["config"]["values"]:
+            assert os.path.isfile(os.path.join(REPO, path)), path
+        assert sweep_cfg["parameters"]["seed_everything"]["values"] == [0, 1, 2]
