@@ -10,10 +10,9 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "images"))
-from conftest import write_cifar, write_imagenet_lt  # noqa: E402  (tiny official-format data writers)
+from otcls.lightning_cli import run
 
-from otcls.lightning_cli import run  # noqa: E402
+from .images.conftest import write_cifar, write_imagenet_lt  # tiny official-format data writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(REPO, "configs")
@@ -45,7 +44,7 @@ def check_results(run_dir: str, modes=MODES) -> dict:
 
 @pytest.fixture(scope="module")
 def fmnist_root(tmp_path_factory):
-    from conftest import class_images, write_idx_images, write_idx_labels
+    from .images.conftest import class_images, write_idx_images, write_idx_labels
     import numpy as np
 
     root = str(tmp_path_factory.mktemp("fm"))
