@@ -76,8 +76,8 @@ class TransportHead(nn.Module):
 
     def predict_scores(self, logits: torch.Tensor, mode: str = "softmax", test_prior: PriorSpec = "uniform", *,
                        eps: float = 1.0, delta: float = 0.1, tau: float = 1.0,
-                       source_prior: Optional[PriorSpec] = None, tol: Optional[float] = 1e-6,
-                       max_iter: int = 1000) -> torch.Tensor:
+                       source_prior: Optional[PriorSpec] = None, tol: Optional[float] = 1e-4,
+                       max_iter: int = 5000) -> torch.Tensor:
         """(n, C) class scores whose rows sum to 1 (probabilities / row-normalised coupling).
 
         ``tau`` is the τ of ``tau_norm`` and ``class_bias``; ``source_prior`` is the prior the
