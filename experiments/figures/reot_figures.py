@@ -63,7 +63,9 @@ def fig2_barycenters(root: str, eps: float = 0.002, lams=(0.0, 0.25, 0.5, 0.75, 
     """Barycenter of (noise, image) with weights (λ, 1-λ): no prior, Q = P^eps, deblurring prior."""
     img = fashion_item(root)
     side = img.shape[0]
-    b2 = torch.tensor(img.ravel() + 1e-6)
+    # A floor of 1 % of the mean intensity: background pixels of exactly 0 would make the columns
+    # of P^eps (and so of the prior) vanish where the noise histogram has mass: an infeasible prior.
+    b2 = torch.tensor(img.ravel() + 1e-2 * img.mean())
     b2 = b2 / b2.sum()
     b1 = torch.tensor(np.random.default_rng(0).random(side * side))
     b1 = b1 / b1.sum()

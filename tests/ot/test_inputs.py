@@ -50,3 +50,10 @@ def test_barycenter_bad_inputs():
         barycenter(torch.tensor([[0.5, 0.5], [1.0, 1.0]]), torch.zeros(2, 2), eps=0.1)
     with pytest.raises(ValueError, match="weights must be"):
         barycenter(torch.tensor([[0.5, 0.5], [0.2, 0.8]]), torch.zeros(2, 2), eps=0.1, weights=[0.9, 0.9])
+
+
+def test_barycenter_prior_with_dead_column_is_infeasible():
+    hists = torch.tensor([[0.5, 0.5], [0.2, 0.8]], dtype=torch.float64)
+    prior = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="all-zero column"):
+        barycenter(hists, torch.zeros(2, 2, dtype=torch.float64), eps=0.1, prior=prior)

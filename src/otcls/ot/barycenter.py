@@ -78,6 +78,9 @@ def barycenter(hists, cost, *, eps: float, weights=None, prior=None, tol: Option
             raise ValueError(f"prior must be ({d}, {d}) or ({S}, {d}, {d}), got {tuple(q.shape)}")
         if not torch.isfinite(q).all() or (q < 0).any() or ((q > 0).sum(-1) == 0).any():
             raise ValueError("prior must be finite, >= 0, with a positive entry in every row")
+        if (((q > 0).sum(-2) == 0).expand(B, S, d) & (H > 0)).any():
+            raise ValueError("prior has an all-zero column j where a histogram has b_s[j] > 0: that mass "
+                             "cannot be transported (give the histograms or the prior a positive floor)")
         log_k = log_k + _safe_log(q)
     log_k = log_k.unsqueeze(0)  # (1, S, d, d)
     log_b = _safe_log(H)  # (B, S, d)
