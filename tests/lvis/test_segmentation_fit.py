@@ -37,7 +37,7 @@ def test_fast_dev_run_fit_and_lvis_eval(method, demo_root, tmp_path):
     assert all(v == -1.0 or 0.0 <= v <= 1.0 for v in res["metrics"].values())
 
 
-def test_bad_task_config(demo_root, tmp_path):
+def test_bad_task_config():
     from otcls.tasks.segmentation import SegmentationTask
 
     with pytest.raises(ValueError, match="iou_types"):

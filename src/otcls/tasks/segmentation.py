@@ -120,11 +120,18 @@ class SegmentationTask(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- evaluation ------------------------------------------------------------------------
+    def _lvis_datamodule(self):
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "category_ids") or not hasattr(dm, "val_lvis"):
+            raise ValueError("SegmentationTask evaluates with LVISEval and needs an LVIS DataModule "
+                             "(otcls.data.lvis.LVISDataModule) passed as datamodule=")
+        return dm
+
     def _eval_step(self, batch) -> None:
         images, targets = batch
         outputs = self.model(images)
         ids = [int(t["image_id"]) for t in targets]
-        self._records.extend(detections_to_lvis(outputs, ids, self.trainer.datamodule.category_ids))
+        self._records.extend(detections_to_lvis(outputs, ids, self._lvis_datamodule().category_ids))
         self._image_ids.extend(ids)
 
     def _eval_end(self, prefix: str) -> Dict[str, float]:
@@ -135,7 +142,7 @@ class SegmentationTask(L.LightningModule):
             dist.all_gather_object(gathered, (records, ids))
             records = [r for part in gathered for r in part[0]]
             ids = sorted({i for part in gathered for i in part[1]})
-        dm = self.trainer.datamodule
+        dm = self._lvis_datamodule()
         dm.setup()
         metrics = evaluate_lvis(dm.val_lvis, records, ids, iou_types=self.hparams.iou_types)
         self.log_dict({f"{prefix}/{k}": v for k, v in metrics.items()}, rank_zero_only=True)
