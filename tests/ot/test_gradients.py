@@ -62,10 +62,17 @@ def test_implicit_does_not_keep_iterations_in_graph():
     assert len(seen) < 60
 
 
-def test_detach_has_no_graph():
-    C, a, b = random_problem(5, 4, 35)
-    res = solve(C.clone().requires_grad_(), a, b, eps=0.1, grad="detach")
+@pytest.mark.parametrize("method", ["sinkhorn_log", "sinkhorn"])
+def test_detach_has_no_graph_and_same_values(method):
+    C, a, b = random_problem(15, 6, 35)
+    a[2], b[1] = 0.0, 0.0
+    a, b = a / a.sum(), b / b.sum()
+    res = solve(C.clone().requires_grad_(), a, b, eps=0.1, grad="detach", method=method, tol=1e-10)
+    ref = solve(C.clone().requires_grad_(), a, b, eps=0.1, grad="autodiff", method=method, tol=1e-10)
     assert not res.plan.requires_grad
+    torch.testing.assert_close(res.plan, ref.plan.detach(), atol=1e-12, rtol=1e-9)
+    torch.testing.assert_close(res.f[a > 0], ref.f.detach()[a > 0], atol=1e-9, rtol=0)
+    assert res.plan[2].sum() == 0 and res.plan[:, 1].sum() == 0
 
 
 def test_gradients_finite_with_zero_masses_and_small_eps():

@@ -1,6 +1,8 @@
 """Turn solver log-scalings into an :class:`OTResult`."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .fixed_point import Trace
@@ -17,8 +19,10 @@ def log_marginals(p: LinearProblem):
 
 
 def make_result(p: LinearProblem, log_k: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-                trace: Trace, method: str) -> OTResult:
-    plan = torch.exp(log_k + alpha[:, :, None] + beta[:, None, :])
+                trace: Trace, method: str, plan: Optional[torch.Tensor] = None) -> OTResult:
+    """``plan``: pass it when the solver already has it (scaling form), else it is ``exp(log K + α + β)``."""
+    if plan is None:
+        plan = torch.exp(log_k + alpha[:, :, None] + beta[:, None, :])
     res = OTResult(plan=plan, f=p.eps * alpha, g=p.eps * beta, n_iter=trace.n_iter, error=trace.error,
                    converged=trace.converged, errors=trace.errors, method=method, cost=p.cost)
     if not p.batched:

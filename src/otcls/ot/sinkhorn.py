@@ -57,6 +57,16 @@ class _AbsorbedStep:
         t = _vecmat(u, self.kernel)
         return rows, cols, v, s, log_s, torch.where(cols, t, torch.ones_like(t))
 
+    def finalize(self, beta):
+        """Row potentials and plan from the absorbed kernel (no log-sum-exp over the matrix)."""
+        rows, cols, v, s, log_s, _ = self._half_steps(beta)
+        u = _exp_ratio(self.log_a, log_s)
+        plan = u[:, :, None] * self.kernel * v[:, None, :]
+        if not bool(torch.isfinite(plan).all() and ((s > 0) | ~rows).all()):
+            alpha = self.log_a - row_lse(self.log_k, beta)
+            return alpha, torch.exp(self.log_k + alpha[:, :, None] + beta[:, None, :])
+        return torch.where(rows, self.alpha_abs + self.log_a - log_s, self.log_a), plan
+
     def column_error(self, beta, b):
         """``|Pᵀ1 - b|_1`` of the plan with rows fitted to ``beta``: two products, no log-sum-exp."""
         rows, cols, v, s, _, t = self._half_steps(beta)
@@ -122,9 +132,12 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
                               max_iter=max_iter, check_every=check_every, grad=grad, shift_invariant=True,
                               exact_step=exact_step)
     warn_if_not_converged(trace, tol, max_iter, "sinkhorn_log", "column marginal")
-    with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
-        beta = trace.z
-        return make_result(p, log_k, alpha_of(beta), beta, trace, "sinkhorn_log")
+    if grad == "detach" or not torch.is_grad_enabled():
+        with torch.no_grad():
+            alpha, plan = step.finalize(trace.z)
+            return make_result(p, log_k, alpha, trace.z, trace, "sinkhorn_log", plan=plan)
+    beta = trace.z
+    return make_result(p, log_k, alpha_of(beta), beta, trace, "sinkhorn_log")
 
 
 def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
@@ -158,5 +171,8 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
                                  "use method='sinkhorn_log'")
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         beta = trace.z
+        v = beta.exp()
+        s = _matvec(K, v)
+        plan = (p.a / s)[:, :, None] * K * v[:, None, :]
         log_a, _, _, _ = log_marginals(p)
-        return make_result(p, log_k, log_a - row_lse(log_k, beta), beta, trace, "sinkhorn")
+        return make_result(p, log_k, log_a - torch.log(s), beta, trace, "sinkhorn", plan=plan)
