@@ -31,12 +31,20 @@ from .result import OTResult
 
 
 class _AbsorbedStep:
-    """One Sinkhorn step ``beta -> log b - log Kᵀ(a / K e^beta)`` through an absorbed kernel."""
+    """One Sinkhorn step ``beta -> log b - log Kᵀ(a / K e^beta)`` through an absorbed kernel.
+
+    The half-steps of the last state seen are cached (by identity), so the convergence check of
+    a state and the step that follows it share their two matrix products.
+    """
 
     def __init__(self, log_k, log_a, log_b, threshold: float):
         self.log_k, self.log_a, self.log_b, self.threshold = log_k, log_a, log_b, threshold
+        self.rows, self.cols = log_a > -torch.inf, log_b > -torch.inf
+        self.all_rows, self.all_cols = bool(self.rows.all()), bool(self.cols.all())
+        self.a = log_a.exp()
         self.kernel = None
         self.stale = True
+        self._cache = (None, None)
 
     def _absorb(self, beta):
         # alpha~ from an exact row update, so every row of K~ sums to a_i: no row underflows.
@@ -46,40 +54,45 @@ class _AbsorbedStep:
         self.stale = False
 
     def _half_steps(self, beta):
-        """``s = K~ v``, ``u = a / s`` and ``t = K~ᵀ u`` in absorbed units."""
-        if self.stale or _spread(beta - self.beta_abs) > self.threshold:
+        """``v = e^(beta - beta~)``, ``s = K~ v``, ``u = a / s`` and ``t = K~ᵀ u`` (absorbed units)."""
+        if self._cache[0] is beta:
+            return self._cache[1]
+        if self.stale or _spread(beta - self.beta_abs, not self.all_cols) > self.threshold:
             self._absorb(beta)
-        rows, cols = self.log_a > -torch.inf, self.log_b > -torch.inf
-        v = _exp_ratio(beta, self.beta_abs)
+        v = torch.exp(beta - self.beta_abs) if self.all_cols else _exp_ratio(beta, self.beta_abs)
         s = _matvec(self.kernel, v)
-        log_s = torch.log(torch.where(rows, s, torch.ones_like(s)))  # dead rows: no log(0) in the graph
-        u = _exp_ratio(self.log_a, log_s)
+        # dead rows/columns: divide by 1, so no 0/0 or log(0) enters the graph
+        s_safe = s if self.all_rows else torch.where(self.rows, s, torch.ones_like(s))
+        u = self.a / s_safe
         t = _vecmat(u, self.kernel)
-        return rows, cols, v, s, log_s, torch.where(cols, t, torch.ones_like(t))
+        t = t if self.all_cols else torch.where(self.cols, t, torch.ones_like(t))
+        out = (v, s_safe, u, t)
+        self._cache = (beta, out)
+        return out
 
     def finalize(self, beta):
         """Row potentials and plan from the absorbed kernel (no log-sum-exp over the matrix)."""
-        rows, cols, v, s, log_s, _ = self._half_steps(beta)
-        u = _exp_ratio(self.log_a, log_s)
+        v, s, u, _ = self._half_steps(beta)
         plan = u[:, :, None] * self.kernel * v[:, None, :]
-        if not bool(torch.isfinite(plan).all() and ((s > 0) | ~rows).all()):
+        if not bool(torch.isfinite(plan).all() and (s > 0).all()):
             alpha = self.log_a - row_lse(self.log_k, beta)
             return alpha, torch.exp(self.log_k + alpha[:, :, None] + beta[:, None, :])
-        return torch.where(rows, self.alpha_abs + self.log_a - log_s, self.log_a), plan
+        return torch.where(self.rows, self.alpha_abs + self.log_a - torch.log(s), self.log_a), plan
 
     def column_error(self, beta, b):
         """``|Pᵀ1 - b|_1`` of the plan with rows fitted to ``beta``: two products, no log-sum-exp."""
-        rows, cols, v, s, _, t = self._half_steps(beta)
-        return torch.where(cols, v * t - b, -b).abs().sum(-1)
+        v, _, _, t = self._half_steps(beta)
+        return (v * t - b).abs().sum(-1)
 
     def __call__(self, beta):
-        rows, cols, v, s, log_s, t = self._half_steps(beta)
-        if not bool(((t > 0) & torch.isfinite(t)).all() and ((s > 0) | ~rows).all()):
+        v, s, u, t = self._half_steps(beta)
+        beta_new = self.log_b - torch.log(t) + self.beta_abs
+        if not bool(torch.isfinite(beta_new if self.all_cols else beta_new[self.cols]).all()):
             # a row or column of K~ underflowed: take the exact step and re-absorb next time
             self.stale = True
             return self.log_b - col_lse(self.log_k, self.log_a - row_lse(self.log_k, beta))
-        self.stale = _spread((self.log_a - log_s).where(rows, torch.zeros_like(s))) > self.threshold
-        return torch.where(cols, self.log_b - torch.log(t) + self.beta_abs, self.log_b)
+        self.stale = _spread(torch.log(u.detach()), not self.all_rows) > self.threshold  # row scalings drifted: re-absorb next step
+        return beta_new if self.all_cols else torch.where(self.cols, beta_new, self.log_b)
 
 
 def _matvec(K: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -93,10 +106,12 @@ def _vecmat(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return torch.bmm(u.unsqueeze(1), K).squeeze(1)
 
 
-def _spread(x: torch.Tensor) -> float:
-    x = x.detach()
-    finite = torch.isfinite(x)
-    return float(x.abs().where(finite, torch.zeros_like(x)).max()) if bool(finite.any()) else 0.0
+def _spread(x: torch.Tensor, exact_zeros: bool) -> float:
+    """``max |x|`` over finite entries; ``exact_zeros``: some entries are ``±inf`` (dead rows/columns)."""
+    x = x.detach().abs()
+    if exact_zeros:
+        x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+    return float(x.max()) if x.numel() else 0.0
 
 
 def _exp_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
