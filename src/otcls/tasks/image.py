@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
 from otcls.models import MODELS
 from otcls.reporting.tables import markdown_table
+from otcls.tasks.common import build_head_from_hparams
 from otcls.tasks.evaluation import evaluate_predictions
 
 INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
@@ -72,17 +73,7 @@ class ImageClassifier(L.LightningModule):
 
     # --- construction ----------------------------------------------------------------------
     def _build_head(self, num_classes: int, class_counts: Optional[List[int]]) -> None:
-        from otcls.heads import TransportHead
-
-        if class_counts is not None and len(class_counts) != num_classes:
-            raise ValueError(f"class_counts has {len(class_counts)} entries but num_classes={num_classes}")
-        resolved = dict(num_classes=int(num_classes),
-                        class_counts=None if class_counts is None else [int(c) for c in class_counts])
-        self.hparams.update(resolved)  # saved in checkpoints
-        self._hparams_initial.update(resolved)  # logged; must agree with the DataModule's hparams
-        self.head = TransportHead(self.backbone.out_features, num_classes, loss=self.hparams.loss,
-                                  loss_kwargs=self.hparams.loss_kwargs, class_counts=class_counts,
-                                  classifier=self.hparams.classifier, **(self.hparams.head_kwargs or {}))
+        self.head = build_head_from_hparams(self, self.backbone.out_features, num_classes, class_counts)
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

@@ -20,6 +20,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from otcls.models.gnn import MoleculeGNN
 from otcls.reporting.tables import markdown_table
+from otcls.tasks.common import build_head_from_hparams
 
 
 class MoleculeClassifier(L.LightningModule):
@@ -60,19 +61,12 @@ class MoleculeClassifier(L.LightningModule):
 
     # --- construction ----------------------------------------------------------------------
     def _build_head(self, num_classes: int, class_counts: Optional[List[int]]) -> None:
-        from otcls.heads import TransportHead
         from otcls.inference.scores import MODES
 
         bad = [m for m in self.hparams.inference_modes if m not in MODES]
         if bad:
             raise ValueError(f"unknown inference modes {bad}; choose from {', '.join(MODES)}")
-        if class_counts is not None and len(class_counts) != num_classes:
-            raise ValueError(f"class_counts has {len(class_counts)} entries but num_classes={num_classes}")
-        self.hparams.update(num_classes=int(num_classes),
-                            class_counts=None if class_counts is None else [int(c) for c in class_counts])
-        self.head = TransportHead(self.backbone.out_features, num_classes, loss=self.hparams.loss,
-                                  loss_kwargs=self.hparams.loss_kwargs, class_counts=class_counts,
-                                  classifier=self.hparams.classifier, **(self.hparams.head_kwargs or {}))
+        self.head = build_head_from_hparams(self, self.backbone.out_features, num_classes, class_counts)
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
