@@ -3,7 +3,6 @@ import numpy as np
 import ot as pot
 import pytest
 import torch
-import torch.nn.functional as F
 
 from otcls.losses import LOSSES, build_loss
 

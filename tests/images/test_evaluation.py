@@ -8,7 +8,7 @@ from otcls.models import MODELS
 from otcls.reporting.results import aggregate
 from otcls.reporting.tables import markdown_table
 from otcls.tasks.evaluation import evaluate_predictions
-from otcls.tasks.image import warmup_cosine
+from otcls.tasks.common import warmup_cosine
 
 
 def test_evaluate_hand_checked():

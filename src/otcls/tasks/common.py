@@ -1,9 +1,11 @@
-"""Pieces every LightningModule in otcls shares: the head built from hyperparameters."""
+"""Pieces the LightningModules in otcls share: the head built from hyperparameters, the optimiser."""
 from __future__ import annotations
 
-from typing import List, Optional
+import math
+from typing import Iterable, List, Optional
 
 import lightning as L
+import torch
 
 
 def build_head_from_hparams(module: L.LightningModule, in_features: int, num_classes: int,
@@ -24,3 +26,23 @@ def build_head_from_hparams(module: L.LightningModule, in_features: int, num_cla
     hp = module.hparams
     return TransportHead(in_features, num_classes, loss=hp.loss, loss_kwargs=hp.loss_kwargs,
                          class_counts=class_counts, classifier=hp.classifier, **(hp.head_kwargs or {}))
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """LR multiplier: ``(step+1)/warmup`` during warm-up, then ``½(1 + cos(π·progress))``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def sgd_or_adamw_with_warmup_cosine(params: Iterable[torch.nn.Parameter], hp, total_steps: int) -> dict:
+    """``configure_optimizers`` result: SGD (``momentum``, optional ``nesterov``) or AdamW at ``hp.lr``
+    with ``hp.weight_decay``, linear warm-up for ``hp.warmup_steps`` then cosine decay per step."""
+    if hp.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.get("nesterov", False),
+                              weight_decay=hp.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total_steps))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -12,9 +12,7 @@ variant (top-1 and many/medium/few), logged and written to ``test_results.{json,
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import lightning as L
@@ -24,10 +22,10 @@ from torch import nn
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
 from otcls.losses import build_loss
 from otcls.models import MODELS
-from otcls.reporting.tables import markdown_table
+from otcls.reporting.tables import write_results_files
 from otcls.tasks.contrastive_augment import TwoViewAugment
 from otcls.tasks.evaluation import evaluate_predictions
-from otcls.tasks.image import warmup_cosine
+from otcls.tasks.common import sgd_or_adamw_with_warmup_cosine
 from otcls.tasks.linear_probe import Standardizer, extract_features, fit_probe
 
 CONTRASTIVE_LOSSES = ("nt_xent", "supcon", "reot_contrastive")
@@ -144,15 +142,8 @@ class ContrastiveTask(L.LightningModule):
         self.log("val/loss", self._loss(x, y), prog_bar=True, batch_size=len(y))
 
     def configure_optimizers(self):
-        hp = self.hparams
         params = list(self.backbone.parameters()) + list(self.projector.parameters())
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return sgd_or_adamw_with_warmup_cosine(params, self.hparams, int(self.trainer.estimated_stepping_batches))
 
     # --- linear probe ----------------------------------------------------------------------
     def fit_linear_probe(self, loader: Any, max_batches: Optional[int] = None) -> List[float]:
@@ -216,14 +207,7 @@ class ContrastiveTask(L.LightningModule):
 
 def write_probe_results(run_dir: str, results: Dict[str, Dict[str, Any]], hparams: Any) -> None:
     """``test_results.json`` (incl. per-class accuracy) and ``test_results.md`` of the linear probe."""
-    os.makedirs(run_dir, exist_ok=True)
     payload = {"task": "contrastive", "loss": hparams.loss, "loss_kwargs": hparams.loss_kwargs,
-               "backbone": hparams.backbone, "class_counts": hparams.class_counts, "results": results}
-    with open(os.path.join(run_dir, "test_results.json"), "w") as fh:
-        json.dump(payload, fh, indent=1, allow_nan=True)
-    rows = [[variant, mode, r["top1"], r.get("many", float("nan")), r.get("medium", float("nan")),
-             r.get("few", float("nan")), r["n"]]
-            for variant, modes in results.items() for mode, r in modes.items()]
-    table = markdown_table(["test prior", "probe inference", "top-1", "many", "medium", "few", "n"], rows)
-    with open(os.path.join(run_dir, "test_results.md"), "w") as fh:
-        fh.write(f"# Linear probe — contrastive loss `{hparams.loss}`\n\n{table}")
+               "backbone": hparams.backbone, "class_counts": hparams.class_counts}
+    write_results_files(run_dir, payload, results, f"Linear probe — contrastive loss `{hparams.loss}`",
+                       mode_header="probe inference")

@@ -8,7 +8,6 @@ test-prior variant of the DataModule (balanced / LT / reverse-LT), logs them and
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -20,19 +19,11 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
 from otcls.models import MODELS
-from otcls.reporting.tables import markdown_table
-from otcls.tasks.common import build_head_from_hparams
+from otcls.reporting.tables import write_results_files
+from otcls.tasks.common import build_head_from_hparams, sgd_or_adamw_with_warmup_cosine
 from otcls.tasks.evaluation import evaluate_predictions
 
 INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
-    """LR multiplier: ``(step+1)/warmup`` during warm-up, then ``½(1 + cos(π·progress))``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class ImageClassifier(L.LightningModule):
@@ -129,15 +120,8 @@ class ImageClassifier(L.LightningModule):
         self.log("val/bal_acc", self.val_bal, prog_bar=True, batch_size=len(y))
 
     def configure_optimizers(self):
-        hp = self.hparams
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
-                                  weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return sgd_or_adamw_with_warmup_cosine(self.parameters(), self.hparams,
+                                               int(self.trainer.estimated_stepping_batches))
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Dict[str, torch.Tensor]:
         """Logits, softmax prediction and (when the batch has them) targets of one batch."""
@@ -204,15 +188,7 @@ def _unique_first(idx: torch.Tensor) -> tuple:
 def write_test_results(run_dir: str, results: Dict[str, Dict[str, Any]], class_counts: Optional[List[int]],
                        hparams: Any) -> None:
     """``test_results.json`` (everything, incl. per-class accuracy and confusion matrices) and ``test_results.md``."""
-    os.makedirs(run_dir, exist_ok=True)
     payload = {"loss": hparams.loss, "loss_kwargs": hparams.loss_kwargs, "backbone": hparams.backbone,
-               "class_counts": class_counts, "results": results}
-    with open(os.path.join(run_dir, "test_results.json"), "w") as fh:
-        json.dump(payload, fh, indent=1, allow_nan=True)
-    rows = [[variant, mode, r["top1"], r.get("many", float("nan")), r.get("medium", float("nan")),
-             r.get("few", float("nan")), r["n"]]
-            for variant, modes in results.items() for mode, r in modes.items()]
-    table = markdown_table(["test prior", "inference", "top-1", "many", "medium", "few", "n"], rows)
-    with open(os.path.join(run_dir, "test_results.md"), "w") as fh:
-        fh.write(f"# Test results — loss `{hparams.loss}`\n\n{table}")
+               "class_counts": class_counts}
+    table = write_results_files(run_dir, payload, results, f"Test results — loss `{hparams.loss}`")
     print(f"\nloss={hparams.loss}\n{table}")

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from otcls.models.mask_rcnn import BACKBONES, build_mask_rcnn
-from otcls.tasks.image import warmup_cosine
+from otcls.tasks.common import sgd_or_adamw_with_warmup_cosine
 from otcls.tasks.lvis_eval import IOU_TYPES, detections_to_lvis, evaluate_lvis
 
 
@@ -109,15 +109,8 @@ class SegmentationTask(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return sgd_or_adamw_with_warmup_cosine(params, self.hparams, int(self.trainer.estimated_stepping_batches))
 
     # --- evaluation ------------------------------------------------------------------------
     def _lvis_datamodule(self):
