@@ -48,7 +48,7 @@ def _bounds(p: LinearProblem):
     return log_a, log_l, log_u
 
 
-def _finish(p, log_k, trace, alpha, beta, method, tol, max_iter, grad):
+def _finish(p, log_k, trace, alpha, beta, method, tol, max_iter):
     warn_if_not_converged(trace, tol, max_iter, method, "row marginal + column bound")
     return make_result(p, log_k, alpha, beta, trace, method)
 
@@ -74,7 +74,7 @@ def dbot_ascent(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int 
                               check_every=check_every, grad=grad)
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         beta = trace.z
-        return _finish(p, log_k, trace, alpha_of(beta), beta, "dbot_ascent", tol, max_iter, grad)
+        return _finish(p, log_k, trace, alpha_of(beta), beta, "dbot_ascent", tol, max_iter)
 
 
 def dbot_three_scaling(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000, beta0=None,
@@ -104,7 +104,7 @@ def dbot_three_scaling(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_ite
     trace = solve_fixed_point(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every, grad=grad)
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         beta = trace.z[:, :m] + trace.z[:, m:]
-        return _finish(p, log_k, trace, alpha_of(beta), beta, "dbot_three_scaling", tol, max_iter, grad)
+        return _finish(p, log_k, trace, alpha_of(beta), beta, "dbot_three_scaling", tol, max_iter)
 
 
 def _projections(p: LinearProblem, corrected: bool, method: str, tol, max_iter, check_every, grad,
@@ -152,7 +152,7 @@ def _projections(p: LinearProblem, corrected: bool, method: str, tol, max_iter, 
     trace = solve_fixed_point(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every, grad=grad)
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         alpha, beta = trace.z[:, :n], trace.z[:, n:n + m]
-        return _finish(p, log_k, trace, alpha, beta, method, tol, max_iter, grad)
+        return _finish(p, log_k, trace, alpha, beta, method, tol, max_iter)
 
 
 def dbot_dykstra(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000, beta0=None,

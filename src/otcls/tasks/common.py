@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 import lightning as L
 import torch
+
+
+def classes_from_datamodule(module: L.LightningModule, hint: str) -> Tuple[int, Optional[List[int]]]:
+    """``(num_classes, class_counts)`` of the trainer's DataModule; ``hint`` says what to do without one."""
+    dm = getattr(module.trainer, "datamodule", None) if module._trainer is not None else None
+    if dm is None or not getattr(dm, "num_classes", None):
+        raise ValueError(f"{type(module).__name__} needs num_classes: {hint}")
+    return dm.num_classes, getattr(dm, "class_counts", None)
 
 
 def build_head_from_hparams(module: L.LightningModule, in_features: int, num_classes: int,

@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
 from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
-from otcls.tasks.common import build_head_from_hparams, sgd_or_adamw_with_warmup_cosine
+from otcls.tasks.common import build_head_from_hparams, classes_from_datamodule, sgd_or_adamw_with_warmup_cosine
 from otcls.tasks.evaluation import evaluate_predictions
 
 INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
@@ -67,12 +67,9 @@ class ImageClassifier(L.LightningModule):
         self.head = build_head_from_hparams(self, self.backbone.out_features, num_classes, class_counts)
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if self.head is None:
-            if dm is None or not getattr(dm, "num_classes", None):
-                raise ValueError("ImageClassifier needs num_classes: set model.init_args.num_classes or use a "
-                                 "DataModule exposing num_classes and class_counts")
-            self._build_head(dm.num_classes, getattr(dm, "class_counts", None))
+            self._build_head(*classes_from_datamodule(
+                self, "set model.init_args.num_classes or use a DataModule exposing num_classes and class_counts"))
         if self.hparams.teacher_checkpoint and self.teacher is None and stage == "fit":
             path = self.hparams.teacher_checkpoint
             if not os.path.isfile(path):

@@ -20,7 +20,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from otcls.models.gnn import MoleculeGNN
 from otcls.reporting.tables import markdown_table
-from otcls.tasks.common import build_head_from_hparams
+from otcls.tasks.common import build_head_from_hparams, classes_from_datamodule
 
 
 class MoleculeClassifier(L.LightningModule):
@@ -69,12 +69,9 @@ class MoleculeClassifier(L.LightningModule):
         self.head = build_head_from_hparams(self, self.backbone.out_features, num_classes, class_counts)
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if self.head is None:
-            if dm is None or not getattr(dm, "num_classes", None):
-                raise ValueError("MoleculeClassifier needs num_classes: set model.init_args.num_classes or use "
-                                 "otcls.data.molecules.MoleculeDataModule")
-            self._build_head(dm.num_classes, getattr(dm, "class_counts", None))
+            self._build_head(*classes_from_datamodule(
+                self, "set model.init_args.num_classes or use otcls.data.molecules.MoleculeDataModule"))
 
     # --- forward ---------------------------------------------------------------------------
     def forward(self, batch) -> torch.Tensor:
