@@ -11,13 +11,14 @@ import sys
 import pytest
 
 from otcls.lightning_cli import run
+from otcls.tasks.image import INFERENCE_MODES, TEST_PRIORS, inference_settings
 
 from .images.conftest import write_cifar, write_imagenet_lt  # tiny official-format data writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(REPO, "configs")
 FMNIST_METHODS = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(CFG, "fmnist_lt")))
-MODES = ["softmax", "tau_norm", "class_bias", "reot", "dbot"]
+SETTINGS = [name for name, *_ in inference_settings(INFERENCE_MODES, TEST_PRIORS, 256, True)]
 os.environ["WANDB_MODE"] = "disabled"
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
@@ -31,14 +32,16 @@ def fmnist_args(root: str, run_dir: str, method: str = "ce") -> list:
             "--model.init_args.warmup_steps", "2"]
 
 
-def check_results(run_dir: str, modes=MODES) -> dict:
+def check_results(run_dir: str, settings=SETTINGS) -> dict:
     with open(os.path.join(run_dir, "test_results.json")) as fh:
         res = json.load(fh)["results"]
     assert list(res) == ["balanced", "lt", "reverse_lt"]
     for variant in res.values():
-        assert list(variant) == modes
-        for r in variant.values():
-            assert 0.0 <= r["top1"] <= 100.0
+        assert list(variant) == [*settings, "em_prior"]
+        for name in settings:
+            assert 0.0 <= variant[name]["top1"] <= 100.0
+        em = variant["em_prior"]
+        assert em["l1"] == pytest.approx(sum(abs(a - b) for a, b in zip(em["estimated"], em["known"])))
     return res
 
 
@@ -66,7 +69,8 @@ def teacher_ckpt(fmnist_root, tmp_path_factory):
 
 @pytest.mark.parametrize("method", FMNIST_METHODS)
 def test_fast_dev_run_every_fmnist_method(method, fmnist_root, teacher_ckpt, tmp_path):
-    extra = ["--model.init_args.teacher_checkpoint", teacher_ckpt] if method == "reot_teacher" else []
+    extra = {"reot_teacher": ["--model.init_args.teacher_checkpoint", teacher_ckpt],
+             "dbot": ["--model.init_args.init_checkpoint", teacher_ckpt]}.get(method, [])
     run(["fit", *fmnist_args(fmnist_root, str(tmp_path), method), "--trainer.fast_dev_run", "true",
          "--test_after_fit", "true", *extra])
     check_results(str(tmp_path))

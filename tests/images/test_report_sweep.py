@@ -64,11 +64,20 @@ def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
     assert rc == 0
     summary = json.load(open(os.path.join(out, "summary.json")))
     seeds = summary["methods"]["ce"]["seeds"]
-    vals = [seeds[s]["balanced"]["reot"]["top1"] for s in ("0", "1")]
-    agg = summary["methods"]["ce"]["aggregate"]["balanced"]["reot"]["top1"]
+    # every number comes from the run's own test_results.json, not from the summary itself
+    for s in ("0", "1"):
+        run = json.load(open(os.path.join(out, "runs", "ce", f"seed{s}", "test_results.json")))
+        for setting in ("softmax", "reot_whole:known", "dbot:estimated"):
+            assert seeds[s]["balanced"][setting]["top1"] == pytest.approx(run["results"]["balanced"][setting]["top1"])
+    vals = [seeds[s]["balanced"]["reot_whole:known"]["top1"] for s in ("0", "1")]
+    agg = summary["methods"]["ce"]["aggregate"]["balanced"]["reot_whole:known"]["top1"]
     assert agg["mean"] == pytest.approx(sum(vals) / 2)
     assert agg["std"] == pytest.approx(math.sqrt(sum((v - agg["mean"]) ** 2 for v in vals)))
-    assert "| ce | balanced/reot |" in open(os.path.join(out, "summary.md")).read()
+    assert "| ce | balanced/reot_whole:known |" in open(os.path.join(out, "summary_full.md")).read()
+    headline = open(os.path.join(out, "summary.md")).read()
+    assert headline.startswith("# Headline") and "| ce | 2 |" in headline
+    assert os.path.isfile(os.path.join(out, "prior_shift.png"))
+    assert os.path.isfile(os.path.join(out, "per_class_vs_frequency.png"))
 
 
 def test_sweep_rejects_missing_config(tmp_path):

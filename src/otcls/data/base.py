@@ -6,6 +6,7 @@ the same ``seed`` sees the same images.
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import lightning as L
@@ -13,8 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from otcls.data.longtail import (PRIOR_VARIANTS, class_counts, longtail_counts, shot_groups,
+from otcls.data.longtail import (PRIOR_VARIANTS, class_counts, holdout_per_class, longtail_counts, shot_groups,
                                   stratified_split, subsample_per_class, prior_variant_indices)
+
+log = logging.getLogger(__name__)
 
 
 class TransformSubset(Dataset):
@@ -38,6 +41,42 @@ class TransformSubset(Dataset):
         return (img, int(target), k) if self.with_index else (img, int(target))
 
 
+class TensorSubset(Dataset):
+    """``images[indices]`` held in memory as one normalised float tensor, served a whole batch at a time.
+
+    ``images`` is uint8 ``(N, H, W)`` (grey) or ``(N, H, W, C)``; the result equals torchvision's
+    ``ToTensor()`` + ``Normalize(mean, std)`` per image. The DataLoader calls ``__getitems__`` with
+    a batch of positions, so a step costs one tensor index instead of a PIL transform per image
+    (for small CNNs on CPU the per-image Python work otherwise dominates the step).
+    """
+
+    def __init__(self, images: torch.Tensor, targets: Sequence[int], indices: Sequence[int],
+                 mean: Sequence[float], std: Sequence[float], with_index: bool = False) -> None:
+        self.indices = np.asarray(indices, dtype=np.int64)
+        idx = torch.as_tensor(self.indices)
+        x = images[idx].float().div_(255.0)
+        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+        shape = (1, -1, 1, 1)
+        self.x = ((x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)).contiguous()
+        self.y = torch.as_tensor(np.asarray(targets, dtype=np.int64))[idx]
+        self.with_index = with_index
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, k: int) -> tuple:
+        return (self.x[k], int(self.y[k]), k) if self.with_index else (self.x[k], int(self.y[k]))
+
+    def __getitems__(self, ks: List[int]) -> tuple:
+        pos = torch.as_tensor(ks, dtype=torch.long)
+        return (self.x[pos], self.y[pos], pos) if self.with_index else (self.x[pos], self.y[pos])
+
+    @staticmethod
+    def collate_fn(batch: tuple) -> tuple:
+        """The batch is already collated by ``__getitems__``."""
+        return batch
+
+
 class LongTailDataModule(L.LightningDataModule):
     """Long-tailed train set, stratified validation split, and balanced/LT/reverse-LT test sets.
 
@@ -46,8 +85,13 @@ class LongTailDataModule(L.LightningDataModule):
         imbalance_factor: ``n_max / n_min`` of the training profile; ``None`` keeps the training
             set as it is (already long-tailed, e.g. ImageNet-LT).
         n_max: images of the head class (default: the largest class of the full training set).
-        val_fraction: share of each training class carved off for validation (model selection);
-            ignored when the dataset ships its own validation split.
+        val_per_class: validation images per class drawn (seeded) from the training images that the
+            long-tailed subset left out, so training keeps the profile's exact size; a class with
+            fewer spare images (the head class when ``n_max`` is the full class size) gets what is
+            left, possibly none, and a log line says so. Takes precedence over ``val_fraction``.
+        val_fraction: share of each training class carved off the long-tailed subset for
+            validation (used when ``val_per_class`` is None); ignored when the dataset ships its
+            own validation split.
         batch_size / eval_batch_size / num_workers: loader settings.
         seed: seeds the long-tail subsample, the validation split and the test variants.
         augment: ``"standard"``, ``"autoaugment"`` (where supported) or ``"none"``.
@@ -58,17 +102,21 @@ class LongTailDataModule(L.LightningDataModule):
     num_classes: int = 0
 
     def __init__(self, root: str, imbalance_factor: Optional[float] = 100.0, n_max: Optional[int] = None,
-                 val_fraction: float = 0.1, batch_size: int = 128, eval_batch_size: Optional[int] = None,
+                 val_fraction: float = 0.1, val_per_class: Optional[int] = None, batch_size: int = 128, eval_batch_size: Optional[int] = None,
                  num_workers: int = 0, seed: int = 0, augment: str = "standard",
                  test_imbalance_factor: Optional[float] = None, max_test_per_class: Optional[int] = None) -> None:
         super().__init__()
         if augment not in self.augmentations():
             raise ValueError(f"augment must be one of {self.augmentations()}, got '{augment}'")
+        if val_per_class is not None and val_per_class < 1:
+            raise ValueError(f"val_per_class must be >= 1 (or null to use val_fraction), got {val_per_class}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.save_hyperparameters()
         self.root = root
         self.imbalance_factor, self.n_max, self.val_fraction = imbalance_factor, n_max, val_fraction
+        self.val_per_class = val_per_class
+        self.val_missing_classes: List[int] = []
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed, self.augment = num_workers, seed, augment
         self.test_imbalance_factor = test_imbalance_factor or imbalance_factor or 100.0
@@ -89,6 +137,11 @@ class LongTailDataModule(L.LightningDataModule):
     def eval_transform(self) -> Callable:
         raise NotImplementedError
 
+    def make_subset(self, base: Dataset, indices: np.ndarray, train: bool, with_index: bool = False) -> Dataset:
+        """The dataset of one split; a subclass may serve in-memory tensors instead (see ``TensorSubset``)."""
+        return TransformSubset(base, indices, self.train_transform() if train else self.eval_transform(),
+                               with_index=with_index)
+
     @classmethod
     def augmentations(cls) -> Tuple[str, ...]:
         return ("standard", "autoaugment", "none")
@@ -105,15 +158,24 @@ class LongTailDataModule(L.LightningDataModule):
             prof = longtail_counts(self.n_max or max(full), self.num_classes, self.imbalance_factor)
             keep = subsample_per_class(targets, prof, self.seed)
         own_val = self.load_split("val")
-        if own_val is None:
-            tr, va = stratified_split(targets[keep], self.val_fraction, self.seed)
-            train_idx, val_idx = keep[tr], keep[va]
-            self._splits["val"] = TransformSubset(base, val_idx, self.eval_transform())
-        else:
+        if own_val is not None:
             train_idx = keep
-            self._splits["val"] = TransformSubset(own_val[0], np.arange(len(own_val[1])), self.eval_transform())
+            self._splits["val"] = self.make_subset(own_val[0], np.arange(len(own_val[1])), train=False)
+        else:
+            if self.val_per_class is not None:
+                train_idx = keep
+                val_idx, self.val_missing_classes = holdout_per_class(targets, keep, self.val_per_class,
+                                                                      self.num_classes, self.seed + 3)
+                if self.val_missing_classes:
+                    log.info("validation: classes %s have fewer than %d training images outside the long-tailed "
+                             "subset and are under-represented in validation", self.val_missing_classes,
+                             self.val_per_class)
+            else:
+                tr, va = stratified_split(targets[keep], self.val_fraction, self.seed)
+                train_idx, val_idx = keep[tr], keep[va]
+            self._splits["val"] = self.make_subset(base, val_idx, train=False)
         self.class_counts = class_counts(targets[train_idx], self.num_classes)
-        self._splits["train"] = TransformSubset(base, train_idx, self.train_transform())
+        self._splits["train"] = self.make_subset(base, train_idx, train=True)
 
         test_base, test_targets = self.load_split("test")
         test_targets = np.asarray(test_targets, dtype=np.int64)
@@ -126,7 +188,7 @@ class LongTailDataModule(L.LightningDataModule):
         for name in self.test_variants:
             idx = test_keep[variants[name]]
             self._test_counts[name] = class_counts(test_targets[idx], self.num_classes)
-            self._splits[f"test/{name}"] = TransformSubset(test_base, idx, self.eval_transform(), with_index=True)
+            self._splits[f"test/{name}"] = self.make_subset(test_base, idx, train=False, with_index=True)
 
     def test_prior(self, variant: str) -> torch.Tensor:
         """Class distribution of test variant ``variant`` (sums to 1), the prior given to OT inference."""
@@ -143,7 +205,8 @@ class LongTailDataModule(L.LightningDataModule):
 
     def _loader(self, ds: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=False, persistent_workers=self.num_workers > 0)
+                          drop_last=False, persistent_workers=self.num_workers > 0,
+                          collate_fn=getattr(ds, "collate_fn", None))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.split("train"), True, self.batch_size)

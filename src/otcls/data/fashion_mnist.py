@@ -8,7 +8,9 @@ import numpy as np
 from torchvision.datasets import FashionMNIST
 from torchvision.datasets.utils import extract_archive
 
-from otcls.data.base import LongTailDataModule
+from torch.utils.data import Dataset
+
+from otcls.data.base import LongTailDataModule, TensorSubset
 from otcls.data.transforms import FMNIST_MEAN, FMNIST_STD, small_image_eval, small_image_train
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -42,7 +44,11 @@ def prepare_root(root: str, sources: Sequence[str] = (DEBIAN_DIR,)) -> str:
 
 class FashionMNISTLTDataModule(LongTailDataModule):
     """Fashion-MNIST-LT. Files come from ``root``, else ``system_dir`` (the Debian package's folder);
-    ``download=True`` lets torchvision fetch them when neither has a copy."""
+    ``download=True`` lets torchvision fetch them when neither has a copy.
+
+    Evaluation splits, and the training split with ``augment="none"``, are served from memory as
+    normalised tensors (:class:`otcls.data.base.TensorSubset`), a batch per index operation.
+    """
 
     num_classes = 10
 
@@ -66,6 +72,11 @@ class FashionMNISTLTDataModule(LongTailDataModule):
         self.prepare_data()
         ds = FashionMNIST(self.root, train=(split == "train"))
         return ds, ds.targets.numpy()
+
+    def make_subset(self, base: Dataset, indices: np.ndarray, train: bool, with_index: bool = False) -> Dataset:
+        if train and self.augment != "none":
+            return super().make_subset(base, indices, train, with_index)
+        return TensorSubset(base.data, base.targets.numpy(), indices, FMNIST_MEAN, FMNIST_STD, with_index)
 
     def train_transform(self) -> Callable:
         return small_image_train(28, 2, FMNIST_MEAN, FMNIST_STD, self.augment)

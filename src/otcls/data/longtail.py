@@ -60,6 +60,30 @@ def stratified_split(targets: Sequence[int], val_fraction: float, seed: int) -> 
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def holdout_per_class(targets: Sequence[int], exclude: Sequence[int], per_class: int, num_classes: int,
+                      seed: int) -> tuple[np.ndarray, List[int]]:
+    """Up to ``per_class`` seeded indices of every class among the samples *not* in ``exclude``.
+
+    Used for a balanced validation set drawn from the training images that the long-tailed
+    subset left out, so the training set keeps its standard size. Returns the sorted indices
+    and the list of classes that had fewer than ``per_class`` spare samples (the head class
+    of a profile whose ``n_max`` is the full class size has none).
+    """
+    if per_class < 1:
+        raise ValueError(f"val_per_class must be >= 1, got {per_class}")
+    targets = np.asarray(targets, dtype=np.int64)
+    spare = np.ones(len(targets), dtype=bool)
+    spare[np.asarray(exclude, dtype=np.int64)] = False
+    rng = np.random.default_rng(seed)
+    picked, short = [], []
+    for c in range(num_classes):
+        idx = np.flatnonzero(spare & (targets == c))
+        if len(idx) < per_class:
+            short.append(c)
+        picked.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+    return np.sort(np.concatenate(picked)), short
+
+
 def class_counts(targets: Sequence[int], num_classes: int) -> List[int]:
     """Number of samples of each class ``0..num_classes-1``; labels out of range raise."""
     targets = np.asarray(targets, dtype=np.int64)

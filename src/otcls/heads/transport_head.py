@@ -21,7 +21,7 @@ class TransportHead(nn.Module):
 
     Inference modes (``MODES``): ``softmax``; ``tau_norm`` (Kang et al., 2020: logits
     recomputed with w_j/||w_j||^τ); ``class_bias`` (post-hoc logit adjustment,
-    z - τ·log π_train + τ·log b); ``reot`` (coupling in U(1/n, b), Sinkhorn) and ``dbot``
+    z - τ·log π_s + τ·log b, π_s the prior the loss calibrates softmax to); ``reot`` (coupling in U(1/n, b), Sinkhorn) and ``dbot``
     (rows 1/n, columns in [(1-δ)b, (1+δ)b]), both with cost -z and regulariser ``eps``, over
     the logits passed in (one batch, or the whole set via
     :func:`otcls.inference.whole_set_predict`). ``b`` is ``test_prior``: ``train``,
@@ -66,23 +66,35 @@ class TransportHead(nn.Module):
         """Tell the loss where training is (LDAM-DRW switches its weights with this)."""
         self.loss.set_progress(epoch, max_epochs)
 
+    def calibrated_prior(self, source_prior: Optional[PriorSpec] = None) -> torch.Tensor:
+        """The prior ``softmax(logits)`` assumes (float64): ``source_prior`` if given, else the loss's
+        :meth:`~otcls.losses.base.ClassificationLoss.softmax_prior` of the training prior (CE: the
+        training prior; Balanced Softmax: uniform), uniform without class counts."""
+        counts = None if self.class_counts is None else self.class_counts.double()
+        if source_prior is not None:
+            return resolve_prior(source_prior, self.num_classes, class_counts=counts).double()
+        if counts is None or (counts == 0).any():
+            return torch.full((self.num_classes,), 1.0 / self.num_classes, dtype=torch.float64)
+        return self.loss.softmax_prior((counts / counts.sum()).to(self.class_counts.device)).double().cpu()
+
     def _prior(self, spec: PriorSpec, logits: torch.Tensor, source_prior: Optional[PriorSpec]) -> torch.Tensor:
         counts = None if self.class_counts is None else self.class_counts.double()
-        source = None if source_prior is None else resolve_prior(source_prior, self.num_classes,
-                                                                 class_counts=counts).double()
         probs = logits.detach().double().softmax(-1) if spec == "estimated" else None
+        source = self.calibrated_prior(source_prior) if spec == "estimated" else None
         return resolve_prior(spec, self.num_classes, class_counts=counts, probs=probs,
                              source_prior=source).to(logits)
 
     def predict_scores(self, logits: torch.Tensor, mode: str = "softmax", test_prior: PriorSpec = "uniform", *,
                        eps: float = 1.0, delta: float = 0.1, tau: float = 1.0,
                        source_prior: Optional[PriorSpec] = None, tol: Optional[float] = 1e-4,
-                       max_iter: int = 5000) -> torch.Tensor:
+                       max_iter: int = 5000, batch_size: Optional[int] = None, seed: int = 0) -> torch.Tensor:
         """(n, C) class scores whose rows sum to 1 (probabilities / row-normalised coupling).
 
         ``tau`` is the τ of ``tau_norm`` and ``class_bias``; ``source_prior`` is the prior the
-        softmax of these logits assumes, used by ``estimated`` (default ``train`` when class
-        counts are known; pass ``"uniform"`` for models trained with a balanced loss).
+        softmax of these logits assumes, used by ``class_bias`` and ``estimated`` (default:
+        :meth:`calibrated_prior`, which follows the training loss). ``batch_size`` / ``seed``:
+        OT inference per random batch of that size instead of over all rows (see
+        :func:`otcls.inference.ot_scores`).
         """
         if mode not in MODES:
             raise ValueError(f"unknown inference mode '{mode}'; choose one of: {', '.join(MODES)}")
@@ -96,9 +108,10 @@ class TransportHead(nn.Module):
             return ((logits - bias) / weight.norm(dim=1).pow(tau)).softmax(-1)
         prior = self._prior(test_prior, logits, source_prior)
         if mode == "class_bias":
-            train = self._prior("train", logits, None)
-            return (logits - tau * train.log() + tau * prior.log()).softmax(-1)
-        return ot_scores(logits, prior, mode=mode, eps=eps, delta=delta, tol=tol, max_iter=max_iter)
+            source = self.calibrated_prior(source_prior).to(logits)
+            return (logits - tau * source.log() + tau * prior.log()).softmax(-1)
+        return ot_scores(logits, prior, mode=mode, eps=eps, delta=delta, tol=tol, max_iter=max_iter,
+                         batch_size=batch_size, seed=seed)
 
     @torch.no_grad()
     def predict(self, logits: torch.Tensor, mode: str = "softmax", test_prior: PriorSpec = "uniform",

@@ -58,6 +58,15 @@ class ClassificationLoss(nn.Module):
     def set_progress(self, epoch: int, max_epochs: int) -> None:  # noqa: D401 - default no-op
         """Hook for losses that change with the epoch; the default does nothing."""
 
+    def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
+        """The label prior that ``softmax(logits)`` of a model trained with this loss is calibrated to.
+
+        Plain likelihood losses (CE, focal, DB-OT with the training ratio) fit the training
+        prior π; balanced losses override this (Balanced Softmax: uniform). Test-time prior
+        estimation (EM) and the class-aware bias start from it.
+        """
+        return train_prior
+
     def check(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         check_logits_targets(logits, targets, self.num_classes)
 

@@ -83,6 +83,13 @@ class LDAMLoss(ClassificationLoss):
         start = self.drw_start * max_epochs if self.drw_start < 1 else self.drw_start
         self.drw_active = epoch >= start
 
+    def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
+        """With DRW on, class j is weighted by w_j: calibrated to π·w (approximately; margins ignored)."""
+        if not self.drw_active:
+            return train_prior
+        q = train_prior * self.drw_weights.to(train_prior)
+        return q / q.sum()
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.check(logits, targets)
         margin = self.margins.to(logits.dtype)[targets]
@@ -104,6 +111,11 @@ class LogitAdjustedLoss(ClassificationLoss):
         self.register_counts("log_prior", (counts / counts.sum()).log())
         self.tau = float(tau)
 
+    def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
+        """softmax(z) ∝ p(y|x) / π^τ: calibrated to π^(1-τ) (uniform at τ = 1)."""
+        q = train_prior.pow(1.0 - self.tau)
+        return q / q.sum()
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.check(logits, targets)
         return F.cross_entropy(logits + self.tau * self.log_prior.to(logits.dtype), targets)
@@ -116,6 +128,10 @@ class BalancedSoftmax(ClassificationLoss):
     def __init__(self, num_classes: int, class_counts: Optional[Counts] = None) -> None:
         super().__init__(num_classes)
         self.register_counts("log_counts", as_counts(class_counts, num_classes, who="balanced_softmax").log())
+
+    def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
+        """softmax(z) ∝ p(y|x) / π: calibrated to the uniform prior."""
+        return torch.full_like(train_prior, 1.0 / train_prior.numel())
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.check(logits, targets)
@@ -131,6 +147,11 @@ class ClassBalancedCE(ClassificationLoss):
         super().__init__(num_classes)
         counts = as_counts(class_counts, num_classes, who="cb_ce")
         self.register_counts("weights", effective_number_weights(counts, beta))
+
+    def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
+        """Weighting class j by w_j makes softmax(z) ∝ w_j·p(y|x): calibrated to π·w (≈ uniform for β → 1)."""
+        q = train_prior * self.weights.to(train_prior)
+        return q / q.sum()
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.check(logits, targets)
@@ -151,6 +172,11 @@ class ClassBalancedFocal(ClassificationLoss):
         counts = as_counts(class_counts, num_classes, who="cb_focal")
         self.register_counts("weights", effective_number_weights(counts, beta))
         self.gamma = float(gamma)
+
+    def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
+        """Weighting class j by w_j makes softmax(z) ∝ w_j·p(y|x): calibrated to π·w (≈ uniform for β → 1)."""
+        q = train_prior * self.weights.to(train_prior)
+        return q / q.sum()
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.check(logits, targets)

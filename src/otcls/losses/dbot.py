@@ -1,6 +1,7 @@
 """DB-OT loss: inverse double-bounded OT on the batch (Shi et al., 2024)."""
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -18,8 +19,11 @@ class DBOTLoss(ClassificationLoss):
     P~_ij = [y_i = j] / B. P solves min <C,P> + τ·KL~(P|Q) with C = -z, rows P1 = 1/B and
     columns (1-δ)·r ≤ Pᵀ1 ≤ (1+δ)·r (lower bound clipped at 0), by ``iters`` iterations of the
     exact DB-OT dual ascent started from g = 0, differentiated through the iterations.
-    ``r`` is the training class ratio (``ratio="train"``) or the batch label ratio
-    (``"batch"``; classes absent from the batch then get zero mass). ``prior="counts"`` sets
+    ``r`` is the training class ratio (``ratio="train"``, the paper's setting and the default) or
+    the batch label ratio (``"batch"``): classes absent from the batch then get zero mass and no
+    gradient, and a batch of a single class would give loss 0 with zero gradient, so such a
+    batch falls back to the training ratio with a warning (or raises without ``class_counts``).
+    ``prior="counts"`` sets
     Q_ij = n_j / Σ n, otherwise Q = 1. ``delta=None`` drops the column bounds.
 
     KL~(P~|P) = Σ P~ log(P~/P) - Σ P~ + Σ P, evaluated with log P from the dual potentials.
@@ -46,13 +50,21 @@ class DBOTLoss(ClassificationLoss):
             raise ValueError(f"dbot delta (bound rate) must be >= 0 or None; got {delta}")
         if int(iters) < 1:
             raise ValueError(f"dbot iters must be >= 1; got {iters}")
-        if ratio == "train" or prior == "counts":
+        if ratio == "train" or prior == "counts" or class_counts is not None:
             counts = as_counts(class_counts, num_classes, who=f"dbot (ratio={ratio}, prior={prior})")
             self.register_counts("ratio", counts / counts.sum())
         else:
             self.ratio = None
+        self.single_class_fallbacks = 0
         self.tau, self.delta, self.iters = float(tau), delta, int(iters)
         self.ratio_kind, self.prior = ratio, prior
+
+    def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
+        """With ``prior="counts"`` the plan carries the factor n_j (Balanced Softmax in the limit of
+        non-binding bounds), so softmax(z) is calibrated to the uniform prior; without it, to π."""
+        if self.prior == "counts":
+            return torch.full_like(train_prior, 1.0 / train_prior.numel())
+        return train_prior
 
     def plan(self, logits: torch.Tensor, targets: torch.Tensor):
         """Solve the batch DB-OT problem; returns (OTResult, kept class indices)."""
@@ -60,11 +72,23 @@ class DBOTLoss(ClassificationLoss):
 
         b = logits.shape[0]
         keep = torch.arange(self.num_classes, device=logits.device)
-        if self.ratio_kind == "batch":
+        use_batch = self.ratio_kind == "batch"
+        if use_batch:
             r = torch.bincount(targets, minlength=self.num_classes).to(logits.dtype) / b
             keep = torch.nonzero(r > 0).flatten()
-            r = r[keep]
-        else:
+            if keep.numel() < 2 and self.num_classes > 1:
+                if self.ratio is None:
+                    raise ValueError("dbot ratio='batch' on a batch with a single class gives loss 0 and no gradient; "
+                                     "use ratio='train' (the paper's setting) or pass class_counts for a fallback")
+                self.single_class_fallbacks += 1
+                if self.single_class_fallbacks == 1:
+                    warnings.warn("dbot ratio='batch': a batch holds a single class (loss 0, no gradient under the batch "
+                                  "ratio); using the training ratio for such batches", RuntimeWarning, stacklevel=2)
+                use_batch = False
+                keep = torch.arange(self.num_classes, device=logits.device)
+            else:
+                r = r[keep]
+        if not use_batch:
             r = self.ratio.to(logits.dtype)
         z = logits[:, keep]
         prior = None

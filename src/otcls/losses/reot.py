@@ -76,6 +76,16 @@ class REOTLoss(ClassificationLoss):
             raise ValueError(f"reot sharpen power must be > 0; got {value}")
         self._sharpen = float(value)
 
+    def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
+        """CE(z/τ + log Q) fits softmax(z/τ) ∝ p(y|x) / Q: calibrated to π / Q̄, Q̄ the expected prior
+        (the batch, mix and teacher ratios average to π); uniform at λ = 1."""
+        q_bar = (1.0 - self.lam) / self.num_classes + self.lam * train_prior
+        if self.sharpen != 1.0:
+            q_bar = q_bar.pow(self.sharpen)
+            q_bar = q_bar / q_bar.sum()
+        q = train_prior / q_bar
+        return q / q.sum()
+
     def _r(self, targets: torch.Tensor, teacher_probs: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
         if self.prior == "teacher":
             if teacher_probs is None:

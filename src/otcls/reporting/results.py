@@ -13,7 +13,7 @@ import math
 import os
 from typing import Dict, List, Optional
 
-METRIC_KEYS = ("top1", "many", "medium", "few")
+METRIC_KEYS = ("top1", "many", "medium", "few", "l1")
 
 
 def read_metrics_csv(run_dir: str) -> List[Dict[str, float]]:

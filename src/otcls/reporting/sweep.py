@@ -5,13 +5,19 @@
 
 Every (method config, seed) is one ``otcls fit --test_after_fit true`` subprocess with run dir
 ``OUT/runs/<method>/seed<s>``; ``--jobs N`` runs N at a time (one by one by default). Arguments
-after ``--`` are extra ``--key value`` overrides given to every run. Writes ``OUT/summary.json``
-(``methods.<method>.seeds.<seed>.<test prior>.<inference mode>.<metric>`` and
-``methods.<method>.aggregate.<test prior>.<inference mode>.<metric>.{mean,std,n}``) and ``OUT/summary.md``.
+after ``--`` are extra ``--key value`` overrides given to every run. ``--finetune dbot=ce`` starts
+each ``dbot`` run from the selected checkpoint of the ``ce`` run of the same seed, once that has
+finished. Writes ``OUT/summary.json``
+(``methods.<method>.seeds.<seed>.<test prior>.<inference setting>.<metric>`` and
+``methods.<method>.aggregate.<test prior>.<inference setting>.<metric>.{mean,std,n}``),
+``OUT/summary.md`` (the headline table with paired differences, :mod:`otcls.reporting.headline`),
+``OUT/summary_full.md`` (every test set × inference setting) and two plots: per-class accuracy
+against training-class frequency, and accuracy against test-prior shift.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import subprocess
@@ -22,7 +28,8 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from otcls.reporting.results import aggregate, flat_test_metrics, nest, pm, split_key
+from otcls.reporting.headline import headline_markdown
+from otcls.reporting.results import aggregate, flat_test_metrics, load_test_results, nest, pm, split_key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (seed_everything and data.init_args.seed)")
     p.add_argument("--out", required=True, help="output folder (runs/ and summary.{json,md})")
     p.add_argument("--jobs", type=int, default=1, help="runs at the same time")
+    p.add_argument("--finetune", nargs="*", default=[], metavar="CHILD=PARENT",
+                   help="start each CHILD run from the selected checkpoint of the PARENT run of the same seed "
+                        "(e.g. dbot=ce: the DB-OT loss fine-tunes the softmax model)")
     p.add_argument("--no-data-seed", action="store_true",
                    help="do not pass --data.init_args.seed (for DataModules without a seed argument)")
     return p
@@ -58,12 +68,43 @@ def _run(cmd: List[str], run_dir: str, stream: bool) -> tuple:
     return rc, time.time() - start
 
 
-def summarize(per_method: Dict[str, Dict[int, Dict[str, float]]], out: str, seconds: Dict[str, float]) -> str:
-    """Write ``summary.json`` / ``summary.md``; return the Markdown."""
+def selected_checkpoint(run_dir: str) -> str:
+    """The checkpoint a finished run was tested with: its newest ``best-*.ckpt``, else ``last.ckpt``."""
+    best = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "best-*.ckpt")), key=os.path.getmtime)
+    path = best[-1] if best else os.path.join(run_dir, "checkpoints", "last.ckpt")
+    if not os.path.isfile(path):
+        raise ValueError(f"no checkpoint in {run_dir}/checkpoints: the run did not finish")
+    return path
+
+
+def parse_finetune(pairs: List[str], names: List[str]) -> Dict[str, str]:
+    """``["dbot=ce"]`` → ``{"dbot": "ce"}``; both must be methods of the sweep."""
+    out = {}
+    for pair in pairs:
+        child, sep, parent = pair.partition("=")
+        if not sep or child not in names or parent not in names or child == parent:
+            raise ValueError(f"--finetune takes CHILD=PARENT with two different method names of this sweep "
+                             f"({', '.join(names)}); got '{pair}'")
+        out[child] = parent
+    if set(out) & set(out.values()):
+        raise ValueError(f"--finetune chains are not supported (a parent is itself fine-tuned): {pairs}")
+    return out
+
+
+def summarize(per_method: Dict[str, Dict[int, Dict[str, float]]], out: str, seconds: Dict[str, float],
+              run_dirs: Optional[Dict[str, Dict[int, str]]] = None) -> str:
+    """Write ``summary.json``, ``summary.md`` (headline), ``summary_full.md`` and the plots; return the headline."""
+    from otcls.reporting.sweep_figures import plot_per_class_vs_frequency, plot_prior_shift
+
     agg = {m: aggregate({str(s): v for s, v in runs.items()}) for m, runs in per_method.items()}
     payload = {"methods": {m: {"seeds": {str(s): nest(v) for s, v in runs.items()}, "aggregate": nest(agg[m])}
                            for m, runs in per_method.items()},
                "seconds_per_run": seconds}
+    full = {m: {s: load_test_results(d) for s, d in seeds.items()} for m, seeds in (run_dirs or {}).items()}
+    inference = next((r.get("inference") for runs in full.values() for r in runs.values() if r and r.get("inference")),
+                     None)
+    if inference:
+        payload["inference"] = inference
     with open(os.path.join(out, "summary.json"), "w") as fh:
         json.dump(payload, fh, indent=1)
     metrics = list(dict.fromkeys(split_key(k)[1] for runs in per_method.values() for run in runs.values() for k in run))
@@ -73,10 +114,23 @@ def summarize(per_method: Dict[str, Dict[int, Dict[str, float]]], out: str, seco
             cells = [pm(a[f"{r}/{c}"]["mean"], a[f"{r}/{c}"]["std"]) if f"{r}/{c}" in a else "—" for c in metrics]
             lines.append(f"| {m} | {r} | " + " | ".join(cells) + " |")
     n_seeds = max((len(r) for r in per_method.values()), default=0)
-    md = f"# Sweep summary (mean ± std over {n_seeds} seed(s))\n\n" + "\n".join(lines) + "\n"
+    full_md = (f"# Sweep summary: every test set × inference setting (mean ± std over {n_seeds} seed(s))\n\n"
+               + "\n".join(lines) + "\n")
+    with open(os.path.join(out, "summary_full.md"), "w") as fh:
+        fh.write(full_md)
+    figures = []
+    if full and plot_per_class_vs_frequency(full, os.path.join(out, "per_class_vs_frequency.png")):
+        figures.append("per_class_vs_frequency.png")
+    if plot_prior_shift(payload, os.path.join(out, "prior_shift.png")):
+        figures.append("prior_shift.png")
+    batch = (inference or {}).get("ot_batch_size")
+    note = (f"OT inference couples each random test batch of {batch} images separately (the DB-OT paper's "
+            "setting); whole-test-set couplings, every other inference setting and many/medium/few accuracies "
+            "are in summary_full.md." if batch else "Every other setting is in summary_full.md.")
+    headline = headline_markdown(payload, note=note)
     with open(os.path.join(out, "summary.md"), "w") as fh:
-        fh.write(md)
-    return md
+        fh.write(headline + "".join(f"\n![{f}]({f})\n" for f in figures))
+    return headline
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -94,29 +148,54 @@ def main(argv: Optional[List[str]] = None) -> int:
     names = [os.path.splitext(os.path.basename(m))[0] for m in args.methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method config stems must be unique (they name the runs); got {names}")
-    grid = [(name, method, seed) for name, method in zip(names, args.methods) for seed in args.seeds]
+    finetune = parse_finetune(args.finetune, names)
+    configs = dict(zip(names, args.methods))
+    # Seed-major order: an interrupted sweep has compared every method on the first seeds.
+    grid = [(name, seed) for seed in args.seeds for name in names]
     results: Dict[str, Dict[int, Dict[str, float]]] = {n: {} for n in names}
+    run_dirs: Dict[str, Dict[int, str]] = {n: {} for n in names}
     seconds: Dict[str, float] = {}
     failed = []
     start = time.time()
+
+    def run_dir_of(name: str, seed: int) -> str:
+        return os.path.join(args.out, "runs", name, f"seed{seed}")
+
     with ThreadPoolExecutor(max_workers=args.jobs) as pool, tqdm(total=len(grid), desc="sweep", unit="run") as bar:
         futures = {}
-        for name, method, seed in grid:
-            run_dir = os.path.join(args.out, "runs", name, f"seed{seed}")
-            cmd = run_command(args.base, method, seed, run_dir, extra, not args.no_data_seed)
-            futures[pool.submit(_run, cmd, run_dir, args.jobs == 1)] = (name, seed, run_dir)
-        for fut in as_completed(futures):
-            name, seed, run_dir = futures[fut]
+
+        def submit(name: str, seed: int) -> None:
+            more = list(extra)
+            if name in finetune:
+                more += ["--model.init_args.init_checkpoint", selected_checkpoint(run_dir_of(finetune[name], seed))]
+            cmd = run_command(args.base, configs[name], seed, run_dir_of(name, seed), more, not args.no_data_seed)
+            futures[pool.submit(_run, cmd, run_dir_of(name, seed), args.jobs == 1)] = (name, seed)
+
+        for name, seed in grid:
+            if name not in finetune:
+                submit(name, seed)
+        while futures:
+            fut = next(as_completed(futures))
+            name, seed = futures.pop(fut)
             rc, secs = fut.result()
             seconds[f"{name}/seed{seed}"] = round(secs, 1)
+            run_dir = run_dir_of(name, seed)
             if rc != 0:
                 failed.append(f"{name}/seed{seed} (exit {rc}; output above or in {run_dir}/output.log)")
             else:
                 results[name][seed] = flat_test_metrics(run_dir)
+                run_dirs[name][seed] = run_dir
+            for child in (c for c, p in finetune.items() if p == name):
+                if rc == 0:
+                    submit(child, seed)
+                else:
+                    failed.append(f"{child}/seed{seed} (not run: it fine-tunes {name}/seed{seed}, which failed)")
+                    bar.update()
             bar.set_postfix_str(f"{name}/seed{seed} {secs:.0f}s")
             bar.update()
     os.makedirs(args.out, exist_ok=True)
-    md = summarize({n: r for n, r in results.items() if r}, args.out, seconds)
+    md = summarize({n: r for n, r in results.items() if r}, args.out, seconds,
+                   {n: d for n, d in run_dirs.items() if d})
     print(md)
     print(f"sweep: {len(grid) - len(failed)}/{len(grid)} runs in {time.time() - start:.0f} s; "
           f"summary in {os.path.join(args.out, 'summary.md')} and summary.json")

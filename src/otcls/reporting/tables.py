@@ -31,7 +31,7 @@ def write_results_files(run_dir: str, payload: Dict[str, Any], results: Dict[str
         json.dump({**payload, "results": results}, fh, indent=1, allow_nan=True)
     rows = [[variant, mode, r["top1"], r.get("many", float("nan")), r.get("medium", float("nan")),
              r.get("few", float("nan")), r["n"]]
-            for variant, modes in results.items() for mode, r in modes.items()]
+            for variant, modes in results.items() for mode, r in modes.items() if "top1" in r]
     table = markdown_table(["test prior", mode_header, "top-1", "many", "medium", "few", "n"], rows)
     with open(os.path.join(run_dir, "test_results.md"), "w") as fh:
         fh.write(f"# {title}\n\n{table}")

@@ -1,10 +1,13 @@
 """``ImageClassifier``: a backbone from ``MODELS`` + a ``TransportHead``, trained and evaluated on long-tailed images.
 
 Training: SGD (or AdamW), linear warm-up for ``warmup_steps`` then cosine decay to 0 at the last step.
-Validation (a split of the training data) logs ``val/top1`` and the class-balanced ``val/bal_acc`` used
-for checkpoint selection. One ``test`` run scores every inference mode in ``inference_modes`` on every
-test-prior variant of the DataModule (balanced / LT / reverse-LT), logs them and writes
-``test_results.{json,md}`` into the run directory (``trainer.default_root_dir``).
+Validation (training images held out from the long-tailed subset) logs ``val/top1`` and the
+class-balanced ``val/bal_acc`` used for checkpoint selection. ``init_checkpoint`` starts from another
+run's weights (the DB-OT loss is a fine-tuning stage after softmax training in its paper).
+
+One ``test`` run scores, on every test-prior variant of the DataModule (balanced / LT / reverse-LT),
+every inference setting (see :func:`inference_settings`) and writes ``test_results.{json,md}`` into the
+run directory (``trainer.default_root_dir``), with the EM estimate of each test prior and its L1 error.
 """
 from __future__ import annotations
 
@@ -15,15 +18,44 @@ from typing import Any, Dict, List, Optional, Sequence
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
+from otcls.inference.priors import em_prior
 from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
 from otcls.tasks.common import build_head_from_hparams, classes_from_datamodule, sgd_or_adamw_with_warmup_cosine
 from otcls.tasks.evaluation import evaluate_predictions
 
 INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
+TEST_PRIORS = ("known", "uniform", "estimated")
+PRIOR_MODES = ("class_bias", "reot", "dbot")
+OT_MODES = ("reot", "dbot")
+
+
+def inference_settings(modes: Sequence[str], priors: Sequence[str], ot_batch_size: Optional[int],
+                       ot_whole_set: bool) -> List[tuple]:
+    """``(name, mode, prior, batch_size)`` of every test-time setting.
+
+    ``softmax`` and ``tau_norm`` use no prior; ``class_bias:<prior>``; OT modes per random batch of
+    ``ot_batch_size`` (``reot:<prior>``, ``dbot:<prior>``) and over the whole test set
+    (``reot_whole:<prior>``, ``dbot_whole:<prior>``). ``<prior>``: ``known`` (the test set's class
+    distribution, an oracle), ``uniform``, ``estimated`` (EM on the unlabelled test logits).
+    """
+    out = []
+    for mode in modes:
+        if mode not in PRIOR_MODES:
+            out.append((mode, mode, None, None))
+            continue
+        for prior in priors:
+            if mode not in OT_MODES:
+                out.append((f"{mode}:{prior}", mode, prior, None))
+                continue
+            if ot_batch_size is not None:
+                out.append((f"{mode}:{prior}", mode, prior, int(ot_batch_size)))
+            if ot_whole_set:
+                out.append((f"{mode}_whole:{prior}", mode, prior, None))
+    return out
 
 
 class ImageClassifier(L.LightningModule):
@@ -36,8 +68,14 @@ class ImageClassifier(L.LightningModule):
             setup when not given; stored in the checkpoint so ``load_from_checkpoint`` rebuilds the head.
         teacher_checkpoint: an ``ImageClassifier`` checkpoint whose softmax outputs are the per-sample
             prior of the teacher-based RE-OT loss (``loss_kwargs: {prior: teacher}``).
+        init_checkpoint: an ``ImageClassifier`` checkpoint whose weights start this fit (fine-tuning);
+            its class counts must equal this run's (same data and seed).
         optimizer: ``sgd`` (momentum, nesterov) or ``adamw``; lr / weight_decay; ``warmup_steps`` then cosine.
-        inference_modes / inference_kwargs: evaluated at test time through ``head.predict``.
+        inference_modes / inference_kwargs: evaluated at test time through ``head.predict``
+            (``inference_kwargs[mode]``, e.g. ``{dbot: {eps: 1, delta: 0.1}}``).
+        test_priors: priors given to ``class_bias`` / ``reot`` / ``dbot`` (``known``, ``uniform``, ``estimated``).
+        ot_batch_size: OT inference per random test batch of this size (the DB-OT paper's setting);
+            ``ot_whole_set`` adds the coupling of the whole test set.
     """
 
     checkpoint_monitor = ("val/bal_acc", "max")  # read by otcls.lightning_cli to pick the best checkpoint
@@ -46,20 +84,28 @@ class ImageClassifier(L.LightningModule):
                  loss: str = "ce", loss_kwargs: Optional[Dict[str, Any]] = None, classifier: str = "linear",
                  head_kwargs: Optional[Dict[str, Any]] = None,
                  num_classes: Optional[int] = None, class_counts: Optional[List[int]] = None,
-                 teacher_checkpoint: Optional[str] = None,
+                 teacher_checkpoint: Optional[str] = None, init_checkpoint: Optional[str] = None,
                  optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 5e-4, warmup_steps: int = 0,
                  inference_modes: Sequence[str] = INFERENCE_MODES,
-                 inference_kwargs: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+                 inference_kwargs: Optional[Dict[str, Dict[str, Any]]] = None,
+                 test_priors: Sequence[str] = TEST_PRIORS, ot_batch_size: Optional[int] = 256,
+                 ot_whole_set: bool = True) -> None:
         super().__init__()
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got '{optimizer}'")
+        bad = [p for p in test_priors if p not in TEST_PRIORS]
+        if bad:
+            raise ValueError(f"unknown test_priors {bad}; choose from {', '.join(TEST_PRIORS)}")
+        if ot_batch_size is not None and ot_batch_size < 1:
+            raise ValueError(f"ot_batch_size must be >= 1 or null (whole set only); got {ot_batch_size}")
         self.save_hyperparameters()
         self.backbone = MODELS.build(backbone, **(backbone_kwargs or {}))
         self.head: Optional[nn.Module] = None
         if num_classes is not None:
             self._build_head(num_classes, class_counts)
         self.teacher: Optional[ImageClassifier] = None
+        self._initialised_from_checkpoint = False
         self._test_outputs: Dict[int, List[tuple]] = {}
 
     # --- construction ----------------------------------------------------------------------
@@ -77,9 +123,25 @@ class ImageClassifier(L.LightningModule):
             teacher = ImageClassifier.load_from_checkpoint(path, map_location="cpu")
             teacher.eval().requires_grad_(False)
             object.__setattr__(self, "teacher", teacher)  # not a submodule: not saved, not optimised
-        if not hasattr(self, "val_top1"):
-            self.val_top1 = MulticlassAccuracy(self.head.num_classes, average="micro")
-            self.val_bal = MulticlassAccuracy(self.head.num_classes, average="macro")
+        if self.hparams.get("init_checkpoint") and stage == "fit" and not self._initialised_from_checkpoint:
+            self._load_init_checkpoint(self.hparams.init_checkpoint)
+        if not hasattr(self, "val_confusion"):
+            self.val_confusion = MulticlassConfusionMatrix(self.head.num_classes)
+
+    def _load_init_checkpoint(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise ValueError(f"init_checkpoint '{path}' not found: train the run it comes from first "
+                             "(e.g. the CE config of the same seed)")
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        theirs = ckpt.get("hyper_parameters", {}).get("class_counts")
+        if theirs is not None and self.hparams.class_counts is not None and list(theirs) != list(self.hparams.class_counts):
+            raise ValueError(f"init_checkpoint '{path}' was trained on class counts {list(theirs)} but this run has "
+                             f"{list(self.hparams.class_counts)}: use the checkpoint of the same data and seed")
+        missing, unexpected = self.load_state_dict(ckpt["state_dict"], strict=False)
+        if missing or unexpected:
+            raise ValueError(f"init_checkpoint '{path}' does not fit this model (missing {missing[:5]}, unexpected "
+                             f"{unexpected[:5]}): use a checkpoint of the same backbone and classifier")
+        self._initialised_from_checkpoint = True
 
     # --- forward ---------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,11 +172,19 @@ class ImageClassifier(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch[0], batch[1]
-        preds = self(x).argmax(-1)
-        self.val_top1(preds, y)
-        self.val_bal(preds, y)
-        self.log("val/top1", self.val_top1, prog_bar=True, batch_size=len(y))
-        self.log("val/bal_acc", self.val_bal, prog_bar=True, batch_size=len(y))
+        self.val_confusion.update(self(x).argmax(-1), y)
+
+    def on_validation_epoch_end(self) -> None:
+        """``val/top1`` and ``val/bal_acc``, the mean recall over the classes validation has (a class the
+        long-tailed subset used up has no validation image and is left out, not counted as 0)."""
+        conf = self.val_confusion.compute().double()
+        self.val_confusion.reset()
+        support = conf.sum(1)
+        if support.sum() == 0:
+            return
+        recall = conf.diag()[support > 0] / support[support > 0]
+        self.log("val/top1", 100.0 * float(conf.diag().sum() / support.sum()), prog_bar=True)
+        self.log("val/bal_acc", 100.0 * float(recall.mean()), prog_bar=True)
 
     def configure_optimizers(self):
         return sgd_or_adamw_with_warmup_cosine(self.parameters(), self.hparams,
@@ -148,27 +218,49 @@ class ImageClassifier(L.LightningModule):
         order = torch.argsort(idx)
         return logits[order], y[order]
 
+    def _test_priors(self, logits: torch.Tensor, known: Optional[torch.Tensor]) -> Dict[str, Any]:
+        """The priors given to OT inference: known (if the DataModule has it), uniform, EM-estimated."""
+        priors: Dict[str, Any] = {"uniform": "uniform"}
+        if known is not None:
+            priors["known"] = known
+        if "estimated" in self.hparams.get("test_priors", TEST_PRIORS):
+            source = self.head.calibrated_prior().to(logits.device)
+            priors["estimated"] = em_prior(logits.double().softmax(-1), source).to(logits)
+        return priors
+
     def on_test_epoch_end(self) -> None:
         dm = self.trainer.datamodule
         variants = list(getattr(dm, "test_variants", ["test"]))
         counts = self.hparams.class_counts
         groups = shot_groups(counts) if counts is not None else {}
         n = self.hparams.num_classes
+        settings = inference_settings(self.hparams.inference_modes, self.hparams.get("test_priors", TEST_PRIORS),
+                                      self.hparams.get("ot_batch_size", 256), self.hparams.get("ot_whole_set", True))
         results: Dict[str, Dict[str, Any]] = {}
         for k, variant in enumerate(variants):
             if k not in self._test_outputs:
                 continue
             logits, y = self._gather(self._test_outputs[k])
-            prior = dm.test_prior(variant).to(logits.device) if hasattr(dm, "test_prior") else "uniform"
+            known = dm.test_prior(variant).to(logits.device) if hasattr(dm, "test_prior") else None
+            priors = self._test_priors(logits, known)
             results[variant] = {}
-            for mode in self.hparams.inference_modes:
+            for name, mode, prior, batch_size in settings:
+                if prior is not None and prior not in priors:
+                    continue
                 kwargs = dict((self.hparams.inference_kwargs or {}).get(mode, {}))
-                preds = self.head.predict(logits, mode=mode, test_prior=prior, **kwargs)
+                if mode in OT_MODES:
+                    kwargs.update(batch_size=batch_size, seed=0)  # same batches for every model: paired comparisons
+                preds = self.head.predict(logits, mode=mode, test_prior=priors.get(prior, "uniform"), **kwargs)
                 res = evaluate_predictions(preds, y, n, groups)
-                results[variant][mode] = res
+                results[variant][name] = res
                 for key in ("top1", *SHOT_GROUPS):
                     if key in res and not math.isnan(res[key]):
-                        self.log(f"test/{variant}/{mode}/{key}", res[key], rank_zero_only=True, add_dataloader_idx=False)
+                        self.log(f"test/{variant}/{name}/{key}", res[key], rank_zero_only=True, add_dataloader_idx=False)
+            if "estimated" in priors and known is not None:
+                l1 = float((priors["estimated"].double() - known.double()).abs().sum())
+                results[variant]["em_prior"] = {"l1": l1, "estimated": priors["estimated"].double().tolist(),
+                                                "known": known.double().tolist()}
+                self.log(f"test/{variant}/em_prior/l1", l1, rank_zero_only=True, add_dataloader_idx=False)
         self._test_outputs = {}
         if self.trainer.is_global_zero:
             write_test_results(self.trainer.default_root_dir, results, counts, self.hparams)
@@ -186,6 +278,9 @@ def write_test_results(run_dir: str, results: Dict[str, Dict[str, Any]], class_c
                        hparams: Any) -> None:
     """``test_results.json`` (everything, incl. per-class accuracy and confusion matrices) and ``test_results.md``."""
     payload = {"loss": hparams.loss, "loss_kwargs": hparams.loss_kwargs, "backbone": hparams.backbone,
-               "class_counts": class_counts}
+               "class_counts": class_counts, "init_checkpoint": hparams.get("init_checkpoint"),
+               "inference": {"ot_batch_size": hparams.get("ot_batch_size"), "ot_whole_set": hparams.get("ot_whole_set"),
+                             "test_priors": list(hparams.get("test_priors", TEST_PRIORS)),
+                             "inference_kwargs": hparams.get("inference_kwargs")}}
     table = write_results_files(run_dir, payload, results, f"Test results — loss `{hparams.loss}`")
     print(f"\nloss={hparams.loss}\n{table}")
