@@ -1,4 +1,4 @@
-# Contrastive representation learning (issue 8): SimCLR vs SupCon vs RE-OT contrastive on Fashion-MNIST-LT.
+# Contrastive representation learning: SimCLR vs SupCon vs RE-OT contrastive on Fashion-MNIST-LT.
 .PHONY: contrastive-demo
 
 contrastive-demo: install data-fmnist  ## SimCLR vs SupCon vs RE-OT contrastive on Fashion-MNIST-LT, 3 seeds × 20 epochs, linear probe (CPU) -> results/contrastive/

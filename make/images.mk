@@ -1,4 +1,4 @@
-# Long-tailed image classification (issue 4). Runs go to results/<benchmark>/runs/<method>/seed<s>.
+# Long-tailed image classification. Runs go to results/<benchmark>/runs/<method>/seed<s>.
 SEEDS ?= 0 1 2
 JOBS ?= 1
 WANDB_MODE ?= offline
@@ -17,17 +17,27 @@ demo: install data-fmnist  ## offline Fashion-MNIST-LT, standard protocol (IF 10
 	@echo "headline: results/demo/summary.md  full matrix: results/demo/summary_full.md  numbers: results/demo/summary.json"
 	@echo "plots: results/demo/per_class_vs_frequency.png results/demo/prior_shift.png results/demo/report/"
 
+# GPUS=0,1,2,3 spreads the runs over those GPUs (GPUS_PER_RUN each), DATA_ROOT points at the data folder,
+# DRY_RUN=1 prints every run's environment and command without running anything.
+GPUS ?=
+GPUS_PER_RUN ?= 1
+DATA_ROOT ?=
+DRY_RUN ?=
+SWEEP_FLAGS = $(if $(GPUS),--gpus $(GPUS) --gpus-per-run $(GPUS_PER_RUN),--jobs $(JOBS)) $(if $(DRY_RUN),--dry-run,)
+DATA_FLAGS = $(if $(DATA_ROOT),--data.init_args.root $(DATA_ROOT),)
+
 # $(1) benchmark name, $(2) base config
 define lt_benchmark
 	WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep --base configs/base/$(2).yaml configs/$(1)/data.yaml \
-	  --methods $(foreach m,$(LT_METHODS),configs/$(1)/$(m).yaml) --finetune dbot=ce --seeds $(SEEDS) --jobs $(JOBS) --out results/$(1)
+	  --methods $(foreach m,$(LT_METHODS),configs/$(1)/$(m).yaml) --finetune dbot=ce --seeds $(SEEDS) $(SWEEP_FLAGS) \
+	  --out results/$(1) -- $(DATA_FLAGS)
 	WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep --base configs/base/$(2).yaml configs/$(1)/data.yaml \
-	  --methods configs/$(1)/reot_teacher.yaml --seeds $(SEEDS) --jobs $(JOBS) --out results/$(1)/teacher \
-	  -- --model.init_args.teacher_checkpoint results/$(1)/runs/ce/seed$(firstword $(SEEDS))/checkpoints/last.ckpt
-	$(PY) -m otcls.cli report results/$(1)/runs/*/seed$(firstword $(SEEDS)) results/$(1)/teacher/runs/*/seed$(firstword $(SEEDS)) --out results/$(1)/report
+	  --methods configs/$(1)/reot_teacher.yaml --seeds $(SEEDS) $(SWEEP_FLAGS) --out results/$(1)/teacher \
+	  -- $(DATA_FLAGS) --model.init_args.teacher_checkpoint results/$(1)/runs/ce/seed$(firstword $(SEEDS))/checkpoints/last.ckpt
+	$(if $(DRY_RUN),,$(PY) -m otcls.cli report results/$(1)/runs/*/seed$(firstword $(SEEDS)) results/$(1)/teacher/runs/*/seed$(firstword $(SEEDS)) --out results/$(1)/report)
 endef
 
-cifar10-lt: install  ## CIFAR10-LT (IF 100) × 10 methods × $(SEEDS) on your GPU (downloads CIFAR-10)
+cifar10-lt: install  ## CIFAR10-LT (IF 100) × 10 methods × $(SEEDS); GPUS=0,1,.. DATA_ROOT=dir DRY_RUN=1 (downloads CIFAR-10)
 	$(call lt_benchmark,cifar10_lt,cifar)
 
 cifar100-lt: install  ## CIFAR100-LT (IF 100) × 10 methods × $(SEEDS) (downloads CIFAR-100)

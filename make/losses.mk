@@ -1,4 +1,4 @@
-# Losses, TransportHead inference, λ(t) schedule, EM prior estimation (issue 3).
+# Losses, TransportHead inference, λ(t) schedule, EM prior estimation.
 .PHONY: test-losses prior-shift
 
 test-losses: install  ## run the loss / head / schedule / prior-estimation tests

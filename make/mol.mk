@@ -1,4 +1,4 @@
-# Long-tailed molecule classification with OGB graph networks (issue 5).
+# Long-tailed molecule classification with OGB graph networks.
 .PHONY: data-mol mol-demo mol-demo-3class molbbbp molbace test-mol
 MOL_SEEDS ?= 0 1 2 3 4
 MOL_RUN = WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) experiments/mol/table2.py --seeds $(MOL_SEEDS)

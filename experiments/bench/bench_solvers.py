@@ -1,7 +1,7 @@
 """Time otcls solvers against POT and cvxpy on the same problems, in the same run.
 
 Prints speed ratios (reference time / otcls time; > 1 means otcls is faster) and writes a
-Markdown table to results/bench/solvers.md. Goals (issue 2): >= 1.5x POT on one 2000x2000
+Markdown table to results/bench/solvers.md. Goals: >= 1.5x POT on one 2000x2000
 problem, >= 10x POT's Python loop and >= 2x POT's batched solver (``ot.batch``) on a batch of
 256 problems of 512x100, and DB-OT against cvxpy.
 

@@ -55,13 +55,15 @@ def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = str(tmp_path / "sweep")
-    rc = sweep.main(["--base", f"{REPO}/configs/base/fmnist.yaml", "--methods", f"{REPO}/configs/fmnist_lt/ce.yaml",
-                     "--seeds", "0", "1", "--jobs", "2", "--out", out, "--",
-                     "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60",
-                     "--data.init_args.max_test_per_class", "null", "--trainer.max_epochs", "1",
-                     "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8]}",
-                     "--trainer.enable_progress_bar", "false"])
-    assert rc == 0
+    argv = ["--base", f"{REPO}/configs/base/fmnist.yaml", "--methods", f"{REPO}/configs/fmnist_lt/ce.yaml",
+            f"{REPO}/configs/fmnist_lt/dbot.yaml", "--finetune", "dbot=ce", "--seeds", "0", "1", "--jobs", "2",
+            "--out", out, "--", "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60",
+            "--trainer.max_epochs", "1", "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8]}",
+            "--trainer.enable_progress_bar", "false"]
+    assert sweep.main(argv) == 0
+    for s in ("0", "1"):  # each DB-OT run fine-tuned the CE model of its own seed
+        dbot = json.load(open(os.path.join(out, "runs", "dbot", f"seed{s}", "test_results.json")))
+        assert dbot["init_checkpoint"] == sweep.selected_checkpoint(os.path.join(out, "runs", "ce", f"seed{s}"))
     summary = json.load(open(os.path.join(out, "summary.json")))
     seeds = summary["methods"]["ce"]["seeds"]
     # every number comes from the run's own test_results.json, not from the summary itself
@@ -78,6 +80,20 @@ def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
     assert headline.startswith("# Headline") and "| ce | 2 |" in headline
     assert os.path.isfile(os.path.join(out, "prior_shift.png"))
     assert os.path.isfile(os.path.join(out, "per_class_vs_frequency.png"))
+    assert "| 0 |" in open(os.path.join(out, "learning_curves.md")).read()
+    # a rerun reuses the finished runs: same numbers, no new run directory version
+    before = open(os.path.join(out, "summary.md")).read()
+    assert sweep.main(argv) == 0
+    assert open(os.path.join(out, "summary.md")).read() == before
+    assert not os.path.isdir(os.path.join(out, "runs", "ce", "seed0", "logs", "version_1"))
+
+
+def test_finetune_pairs_are_checked():
+    with pytest.raises(ValueError, match="CHILD=PARENT"):
+        sweep.parse_finetune(["dbot=cee"], ["ce", "dbot"])
+    with pytest.raises(ValueError, match="chains"):
+        sweep.parse_finetune(["a=b", "b=c"], ["a", "b", "c"])
+    assert sweep.parse_finetune(["dbot=ce"], ["ce", "dbot"]) == {"dbot": "ce"}
 
 
 def test_sweep_rejects_missing_config(tmp_path):

@@ -4,15 +4,19 @@
                 --seeds 0 1 2 --out results/demo --jobs 2 -- --trainer.max_epochs 5
 
 Every (method config, seed) is one ``otcls fit --test_after_fit true`` subprocess with run dir
-``OUT/runs/<method>/seed<s>``; ``--jobs N`` runs N at a time (one by one by default). Arguments
-after ``--`` are extra ``--key value`` overrides given to every run. ``--finetune dbot=ce`` starts
+``OUT/runs/<method>/seed<s>``; ``--jobs N`` runs N at a time (one by one by default);
+``--gpus 0,1,2,3 [--gpus-per-run K]`` gives every run its own group of K GPUs through
+``CUDA_VISIBLE_DEVICES`` (a run waits for a free group); ``--dry-run`` prints the commands. Arguments
+after ``--`` are extra ``--key value`` overrides given to every run. A run whose
+``test_results.json`` exists is reused, not rerun (``--force`` reruns it). ``--finetune dbot=ce`` starts
 each ``dbot`` run from the selected checkpoint of the ``ce`` run of the same seed, once that has
 finished. Writes ``OUT/summary.json``
 (``methods.<method>.seeds.<seed>.<test prior>.<inference setting>.<metric>`` and
 ``methods.<method>.aggregate.<test prior>.<inference setting>.<metric>.{mean,std,n}``),
 ``OUT/summary.md`` (the headline table with paired differences, :mod:`otcls.reporting.headline`),
-``OUT/summary_full.md`` (every test set × inference setting) and two plots: per-class accuracy
-against training-class frequency, and accuracy against test-prior shift.
+``OUT/summary_full.md`` (every test set × inference setting), ``OUT/learning_curves.md`` (validation
+accuracy per epoch) and plots: per-class accuracy against training-class frequency, accuracy against
+test-prior shift, and the learning curves.
 """
 from __future__ import annotations
 
@@ -20,11 +24,14 @@ import argparse
 import glob
 import json
 import os
+import queue
+import shlex
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Dict, List, Optional
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional
 
 from tqdm import tqdm
 
@@ -38,10 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", required=True, help="one config file per method (its stem names it)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (seed_everything and data.init_args.seed)")
     p.add_argument("--out", required=True, help="output folder (runs/ and summary.{json,md})")
-    p.add_argument("--jobs", type=int, default=1, help="runs at the same time")
+    p.add_argument("--jobs", type=int, default=1, help="runs at the same time (CPU; ignored with --gpus)")
+    p.add_argument("--gpus", default=None, metavar="0,1,2,3",
+                   help="GPU ids to spread the runs over: each run gets its own slot through CUDA_VISIBLE_DEVICES "
+                        "and waits for a free one")
+    p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per run (a slot; DDP when > 1)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print one line per run (its environment and full command) and run nothing")
     p.add_argument("--finetune", nargs="*", default=[], metavar="CHILD=PARENT",
                    help="start each CHILD run from the selected checkpoint of the PARENT run of the same seed "
                         "(e.g. dbot=ce: the DB-OT loss fine-tunes the softmax model)")
+    p.add_argument("--force", action="store_true",
+                   help="rerun every run; by default a run whose test_results.json exists is reused")
     p.add_argument("--no-data-seed", action="store_true",
                    help="do not pass --data.init_args.seed (for DataModules without a seed argument)")
     return p
@@ -57,15 +72,60 @@ def run_command(base: List[str], method: str, seed: int, run_dir: str, extra: Li
     return cmd + extra
 
 
-def _run(cmd: List[str], run_dir: str, stream: bool) -> tuple:
+class DeviceSlots:
+    """GPU groups of ``per_run`` ids, handed to one run at a time; a run waits until a group is free."""
+
+    def __init__(self, gpus: str, per_run: int) -> None:
+        ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not ids or per_run < 1 or len(ids) % per_run:
+            raise ValueError(f"--gpus {gpus!r} must list GPU ids whose number is a multiple of --gpus-per-run "
+                             f"({per_run}), e.g. --gpus 0,1,2,3 --gpus-per-run 2")
+        self.per_run = per_run
+        self.groups = [ids[i:i + per_run] for i in range(0, len(ids), per_run)]
+        self._free: "queue.Queue[List[str]]" = queue.Queue()
+        for group in self.groups:
+            self._free.put(group)
+
+    def trainer_args(self) -> List[str]:
+        args = ["--trainer.accelerator", "gpu", "--trainer.devices", str(self.per_run)]
+        return args + (["--trainer.strategy", "ddp"] if self.per_run > 1 else [])
+
+    @contextmanager
+    def acquire(self) -> Iterator[Dict[str, str]]:
+        """The environment of a run holding the next free group (blocks until one is free)."""
+        group = self._free.get()
+        try:
+            yield {"CUDA_VISIBLE_DEVICES": ",".join(group)}
+        finally:
+            self._free.put(group)
+
+
+def _run(cmd: List[str], run_dir: str, stream: bool, slots: Optional[DeviceSlots] = None) -> tuple:
     os.makedirs(run_dir, exist_ok=True)
+    if slots is None:
+        return _call(cmd, run_dir, stream, dict(os.environ))
+    with slots.acquire() as env:
+        return _call(cmd, run_dir, stream, {**os.environ, **env})
+
+
+def _call(cmd: List[str], run_dir: str, stream: bool, env: Dict[str, str]) -> tuple:
     start = time.time()
     if stream:
-        rc = subprocess.call(cmd)
+        rc = subprocess.call(cmd, env=env)
     else:
         with open(os.path.join(run_dir, "output.log"), "w") as log:
-            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     return rc, time.time() - start
+
+
+def dry_run_lines(jobs: List[tuple], slots: Optional[DeviceSlots]) -> List[str]:
+    """``jobs``: ``(name, seed, cmd)`` in submission order; the i-th run is shown on slot i mod #slots
+    (the assignment when every run takes the same time; at run time a run takes the next free slot)."""
+    lines = []
+    for i, (name, seed, cmd) in enumerate(jobs):
+        env = f"CUDA_VISIBLE_DEVICES={','.join(slots.groups[i % len(slots.groups)])} " if slots else ""
+        lines.append(f"{name}/seed{seed}: {env}{shlex.join(cmd)}")
+    return lines
 
 
 def selected_checkpoint(run_dir: str) -> str:
@@ -94,7 +154,8 @@ def parse_finetune(pairs: List[str], names: List[str]) -> Dict[str, str]:
 def summarize(per_method: Dict[str, Dict[int, Dict[str, float]]], out: str, seconds: Dict[str, float],
               run_dirs: Optional[Dict[str, Dict[int, str]]] = None) -> str:
     """Write ``summary.json``, ``summary.md`` (headline), ``summary_full.md`` and the plots; return the headline."""
-    from otcls.reporting.sweep_figures import plot_per_class_vs_frequency, plot_prior_shift
+    from otcls.reporting.sweep_figures import (learning_curve_markdown, plot_learning_curves,
+                                               plot_per_class_vs_frequency, plot_prior_shift, validation_curves)
 
     agg = {m: aggregate({str(s): v for s, v in runs.items()}) for m, runs in per_method.items()}
     payload = {"methods": {m: {"seeds": {str(s): nest(v) for s, v in runs.items()}, "aggregate": nest(agg[m])}
@@ -123,6 +184,12 @@ def summarize(per_method: Dict[str, Dict[int, Dict[str, float]]], out: str, seco
         figures.append("per_class_vs_frequency.png")
     if plot_prior_shift(payload, os.path.join(out, "prior_shift.png")):
         figures.append("prior_shift.png")
+    curves = validation_curves(run_dirs or {})
+    if curves:
+        with open(os.path.join(out, "learning_curves.md"), "w") as fh:
+            fh.write(learning_curve_markdown(curves))
+        if plot_learning_curves(curves, os.path.join(out, "learning_curves.png")):
+            figures.append("learning_curves.png")
     batch = (inference or {}).get("ot_batch_size")
     note = (f"OT inference couples each random test batch of {batch} images separately (the DB-OT paper's "
             "setting); whole-test-set couplings, every other inference setting and many/medium/few accuracies "
@@ -145,6 +212,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise ValueError(f"config file '{cfg}' not found")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    slots = DeviceSlots(args.gpus, args.gpus_per_run) if args.gpus else None
+    if slots:
+        extra = slots.trainer_args() + extra
     names = [os.path.splitext(os.path.basename(m))[0] for m in args.methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method config stems must be unique (they name the runs); got {names}")
@@ -155,21 +225,43 @@ def main(argv: Optional[List[str]] = None) -> int:
     results: Dict[str, Dict[int, Dict[str, float]]] = {n: {} for n in names}
     run_dirs: Dict[str, Dict[int, str]] = {n: {} for n in names}
     seconds: Dict[str, float] = {}
-    failed = []
+    previous = os.path.join(args.out, "summary.json")
+    if os.path.isfile(previous) and not args.force:  # keep the wall times of runs that are reused
+        with open(previous) as fh:
+            seconds.update(json.load(fh).get("seconds_per_run", {}))
+    failed, reused = [], []
     start = time.time()
 
     def run_dir_of(name: str, seed: int) -> str:
         return os.path.join(args.out, "runs", name, f"seed{seed}")
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool, tqdm(total=len(grid), desc="sweep", unit="run") as bar:
+    def command(name: str, seed: int, parent_checkpoint: Optional[str]) -> List[str]:
+        more = list(extra)
+        if parent_checkpoint:
+            more += ["--model.init_args.init_checkpoint", parent_checkpoint]
+        return run_command(args.base, configs[name], seed, run_dir_of(name, seed), more, not args.no_data_seed)
+
+    if args.dry_run:
+        order = [(n, s) for n, s in grid if n not in finetune] + [(n, s) for n, s in grid if n in finetune]
+        jobs = [(n, s, command(n, s, os.path.join(run_dir_of(finetune[n], s), "checkpoints", "best-*.ckpt")
+                               if n in finetune else None)) for n, s in order]
+        print("\n".join(dry_run_lines(jobs, slots)))
+        print(f"dry run: {len(jobs)} runs, {len(slots.groups) if slots else args.jobs} at a time; nothing was run")
+        return 0
+
+    workers = len(slots.groups) if slots else args.jobs
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(grid), desc="sweep", unit="run") as bar:
         futures = {}
 
         def submit(name: str, seed: int) -> None:
-            more = list(extra)
-            if name in finetune:
-                more += ["--model.init_args.init_checkpoint", selected_checkpoint(run_dir_of(finetune[name], seed))]
-            cmd = run_command(args.base, configs[name], seed, run_dir_of(name, seed), more, not args.no_data_seed)
-            futures[pool.submit(_run, cmd, run_dir_of(name, seed), args.jobs == 1)] = (name, seed)
+            if not args.force and os.path.isfile(os.path.join(run_dir_of(name, seed), "test_results.json")):
+                done = pool.submit(lambda: (0, 0.0))  # finished earlier: reuse its results (--force reruns)
+                futures[done] = (name, seed)
+                reused.append(f"{name}/seed{seed}")
+                return
+            parent = selected_checkpoint(run_dir_of(finetune[name], seed)) if name in finetune else None
+            cmd = command(name, seed, parent)
+            futures[pool.submit(_run, cmd, run_dir_of(name, seed), workers == 1, slots)] = (name, seed)
 
         for name, seed in grid:
             if name not in finetune:
@@ -178,7 +270,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             fut = next(as_completed(futures))
             name, seed = futures.pop(fut)
             rc, secs = fut.result()
-            seconds[f"{name}/seed{seed}"] = round(secs, 1)
+            if secs:
+                seconds[f"{name}/seed{seed}"] = round(secs, 1)
             run_dir = run_dir_of(name, seed)
             if rc != 0:
                 failed.append(f"{name}/seed{seed} (exit {rc}; output above or in {run_dir}/output.log)")
@@ -199,6 +292,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(md)
     print(f"sweep: {len(grid) - len(failed)}/{len(grid)} runs in {time.time() - start:.0f} s; "
           f"summary in {os.path.join(args.out, 'summary.md')} and summary.json")
+    if reused:
+        print(f"reused {len(reused)} finished run(s) with test_results.json (--force reruns them): {', '.join(reused)}")
     if failed:
         print("failed runs:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1

@@ -71,3 +71,45 @@ def plot_prior_shift(summary: dict, path: str, settings: Sequence[tuple] = SHIFT
         fig.savefig(path, dpi=120)
     plt.close(fig)
     return drawn
+
+
+def validation_curves(run_dirs: Dict[str, Dict[int, str]], metric: str = "val/bal_acc") -> Dict[str, Dict[int, list]]:
+    """``{method: {epoch: [value per seed]}}`` of ``metric`` from each run's CSV logs (the fit's last version)."""
+    from otcls.reporting.results import read_metrics_csv
+
+    curves: Dict[str, Dict[int, list]] = {}
+    for method, seeds in run_dirs.items():
+        for run_dir in seeds.values():
+            per_epoch = {int(r["epoch"]): r[metric] for r in read_metrics_csv(run_dir) if metric in r and "epoch" in r}
+            for epoch, value in per_epoch.items():
+                curves.setdefault(method, {}).setdefault(epoch, []).append(value)
+    return curves
+
+
+def learning_curve_markdown(curves: Dict[str, Dict[int, list]], metric: str = "val/bal_acc") -> str:
+    """Epoch × method table of ``metric`` (mean ± std over seeds)."""
+    from otcls.reporting.results import mean_std, pm
+
+    epochs = sorted({e for c in curves.values() for e in c})
+    lines = [f"| epoch | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
+    for e in epochs:
+        lines.append(f"| {e} | " + " | ".join(pm(*mean_std(c[e])) if e in c else "—" for c in curves.values()) + " |")
+    return f"# Learning curves: {metric} (%) per epoch, mean ± std over seeds\n\n" + "\n".join(lines) + "\n"
+
+
+def plot_learning_curves(curves: Dict[str, Dict[int, list]], path: str, metric: str = "val/bal_acc") -> bool:
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, c in curves.items():
+        epochs = sorted(c)
+        ax.errorbar(epochs, [np.mean(c[e]) for e in epochs], yerr=[np.std(c[e]) for e in epochs], marker="o", ms=3,
+                    capsize=2, label=method)
+    ax.set_xlabel("epoch (fine-tuning runs count from their own start)")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

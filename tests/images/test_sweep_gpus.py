@@ -1,0 +1,63 @@
+"""GPU-aware sweeps without a GPU: slot assignment in --dry-run, and real subprocesses holding their slot."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+
+import pytest
+
+from otcls.reporting import sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+METHODS = [f"{REPO}/configs/cifar10_lt/{m}.yaml" for m in ("ce", "focal", "balanced_softmax")]
+
+
+def _dry(capsys, *extra):
+    rc = sweep.main(["--base", f"{REPO}/configs/base/cifar.yaml", f"{REPO}/configs/cifar10_lt/data.yaml",
+                     "--methods", *METHODS, "--seeds", "0", "1", "2", "--out", "/tmp/unused", "--dry-run", *extra])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("dry run: 9 runs") and "nothing was run" in lines[-1]
+    return lines[:-1]
+
+
+def test_dry_run_four_gpus_nine_jobs(capsys, tmp_path):
+    lines = _dry(capsys, "--gpus", "0,1,2,3")
+    assert len(lines) == 9
+    devices = [re.search(r"CUDA_VISIBLE_DEVICES=(\S+) ", line).group(1) for line in lines]
+    assert devices == ["0", "1", "2", "3", "0", "1", "2", "3", "0"]
+    assert all("--trainer.devices 1" in line and "--trainer.accelerator gpu" in line for line in lines)
+    assert not os.path.exists("/tmp/unused/runs")  # nothing ran
+
+
+def test_dry_run_two_gpus_per_run(capsys):
+    lines = _dry(capsys, "--gpus", "0,1,2,3", "--gpus-per-run", "2")
+    devices = [re.search(r"CUDA_VISIBLE_DEVICES=(\S+) ", line).group(1) for line in lines]
+    assert devices == ["0,1", "2,3"] * 4 + ["0,1"]
+    assert all("--trainer.devices 2" in line and "--trainer.strategy ddp" in line for line in lines)
+    with pytest.raises(ValueError, match="multiple of --gpus-per-run"):
+        sweep.DeviceSlots("0,1,2", 2)
+
+
+def test_runs_hold_their_own_slot(tmp_path):
+    """Six real subprocesses on 2 slots: each sees its slot's CUDA_VISIBLE_DEVICES, never two at once on one slot."""
+    slots = sweep.DeviceSlots("5,7", 1)
+    probe = ("import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], time.time()); time.sleep(0.3); "
+             "print(time.time())")
+    threads = [threading.Thread(target=sweep._run, args=([sys.executable, "-c", probe], str(tmp_path / f"r{i}"),
+                                                         False, slots)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans = {}
+    for i in range(6):
+        first, end = open(tmp_path / f"r{i}" / "output.log").read().split("\n")[:2]
+        device, begin = first.split()
+        spans.setdefault(device, []).append((float(begin), float(end)))
+    assert set(spans) == {"5", "7"}
+    for runs in spans.values():
+        runs.sort()
+        assert all(a_end <= b_begin for (_, a_end), (b_begin, _) in zip(runs, runs[1:]))
