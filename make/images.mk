@@ -7,7 +7,7 @@ DEMO_METHODS := ce balanced_softmax reot_ratio dbot
 DEMO_SEEDS ?= 0 1 2
 DEMO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo cifar10-lt cifar100-lt imagenet-lt bench-image-step
+.PHONY: demo cifar10-lt cifar100-lt imagenet-lt bench-image-step data-cifar
 
 demo: install data-fmnist  ## offline Fashion-MNIST-LT, standard protocol (IF 100, 14,886 images): CE, Balanced Softmax, RE-OT, DB-OT fine-tuning × 3 seeds; headline table in results/demo/summary.md
 	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PY) -m otcls.cli sweep --base configs/base/fmnist.yaml \
@@ -28,6 +28,7 @@ DATA_FLAGS = $(if $(DATA_ROOT),--data.init_args.root $(DATA_ROOT),)
 
 # $(1) benchmark name, $(2) base config
 define lt_benchmark
+	$(if $(DRY_RUN),,$(PY) -m otcls.cli check-data --config configs/base/$(2).yaml configs/$(1)/data.yaml $(if $(DATA_ROOT),--root $(DATA_ROOT),))
 	WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep --base configs/base/$(2).yaml configs/$(1)/data.yaml \
 	  --methods $(foreach m,$(LT_METHODS),configs/$(1)/$(m).yaml) --finetune dbot=ce --seeds $(SEEDS) $(SWEEP_FLAGS) \
 	  --out results/$(1) -- $(DATA_FLAGS)
@@ -45,6 +46,10 @@ cifar100-lt: install  ## CIFAR100-LT (IF 100) × 10 methods × $(SEEDS) (downloa
 
 imagenet-lt: install  ## ImageNet-LT × 10 methods (needs ImageNet + the ImageNet_LT lists, see docs/images.md)
 	$(call lt_benchmark,imagenet_lt,imagenet)
+
+data-cifar: install  ## download CIFAR-10 and CIFAR-100 (python batches) into DATA_ROOT (default data/cifar); needs network
+	$(PY) -m otcls.cli check-data --config configs/base/cifar.yaml configs/cifar10_lt/data.yaml --root $(or $(DATA_ROOT),data/cifar)
+	$(PY) -m otcls.cli check-data --config configs/base/cifar.yaml configs/cifar100_lt/data.yaml --root $(or $(DATA_ROOT),data/cifar)
 
 bench-image-step: install  ## training step time per loss vs CE (ResNet32, batch 512, 100 classes)
 	$(PY) experiments/images/bench_step_time.py --out results/bench_image_step

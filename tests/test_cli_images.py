@@ -198,3 +198,12 @@ def test_wandb_sweep_files_point_at_existing_configs():
         for path in sweep_cfg["parameters"]["config"]["values"]:
             assert os.path.isfile(os.path.join(REPO, path)), path
         assert sweep_cfg["parameters"]["seed_everything"]["values"] == [0, 1, 2]
+
+
+def test_mixed_precision_falls_back_on_cpu(capsys):
+    from otcls.lightning_cli import cpu_precision_fallback
+
+    assert cpu_precision_fallback("bf16-mixed", "cpu") == "32-true"
+    assert "running in 32-true on the CPU" in capsys.readouterr().err
+    assert cpu_precision_fallback("32-true", "cpu") is None
+    assert cpu_precision_fallback("bf16-mixed", "gpu") is None  # an explicit GPU run keeps bf16

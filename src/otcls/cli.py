@@ -17,6 +17,7 @@ TOOL_COMMANDS: Dict[str, tuple] = {
     "report": ("otcls.reporting.report:main", "build comparison tables and plots from finished runs"),
     "sweep": ("otcls.reporting.sweep:main", "run one config over several seeds / methods"),
     "cluster": ("otcls.cluster.cli:main", "size-bounded DB-OT clustering of a data file"),
+    "check-data": ("otcls.data.check:main", "check a benchmark's data before running it"),
     "make-molecules": ("otcls.data.molecule_convert:main", "write a SMILES set in OGB's on-disk layout"),
     "make-lvis-demo": ("otcls.data.lvis_synth:main", "write the offline long-tailed LVIS-format set"),
 }

@@ -8,6 +8,8 @@ image, molecule and segmentation tasks share this entry point. Defaults added he
   logs in ``<run>/logs/version_N`` (CSV always; W&B offline unless ``WANDB_MODE=online``,
   skipped with ``WANDB_MODE=disabled``); resume with ``--ckpt_path last``.
 - ``--test_after_fit true``: after ``fit``, run ``test`` on the best checkpoint in the same process.
+- mixed precision (``bf16-mixed`` in the GPU configs) falls back to ``32-true`` on the CPU, with a line
+  on stderr saying so.
 """
 from __future__ import annotations
 
@@ -34,6 +36,20 @@ def default_loggers(root: str) -> list:
     return loggers
 
 
+def cpu_precision_fallback(precision, accelerator) -> Optional[str]:
+    """``"32-true"`` when a mixed-precision setting (the GPU configs' ``bf16-mixed``) would run on the CPU,
+    where autocast is slow or unsupported; None to keep the configured precision. Says so on stderr."""
+    import torch
+
+    if precision is None or "mixed" not in str(precision):
+        return None
+    on_cpu = str(accelerator) == "cpu" or (str(accelerator) in ("auto", "None") and not torch.cuda.is_available())
+    if not on_cpu:
+        return None
+    print(f"otcls: precision '{precision}' needs a GPU; running in 32-true on the CPU", file=sys.stderr)
+    return "32-true"
+
+
 class OTCLSCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=False,
@@ -54,6 +70,9 @@ class OTCLSCLI(LightningCLI):
         root = self._run_root()
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         kwargs["default_root_dir"] = root
+        precision = cpu_precision_fallback(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
+        if precision is not None:
+            kwargs["precision"] = precision
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(root)
         callbacks = list(trainer_cfg.get("callbacks") or [])

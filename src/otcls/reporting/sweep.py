@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+from collections import deque
 import json
 import os
 import queue
@@ -263,10 +264,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             cmd = command(name, seed, parent)
             futures[pool.submit(_run, cmd, run_dir_of(name, seed), workers == 1, slots)] = (name, seed)
 
-        for name, seed in grid:
-            if name not in finetune:
-                submit(name, seed)
-        while futures:
+        # Runs are handed out only when a worker is free, and a fine-tuning run goes first once its parent
+        # is done, so the sweep keeps its seed-major order (an interrupted sweep has compared every method).
+        pending = deque((n, s) for n, s in grid if n not in finetune)
+        while pending or futures:
+            while pending and len(futures) < workers:
+                submit(*pending.popleft())
             fut = next(as_completed(futures))
             name, seed = futures.pop(fut)
             rc, secs = fut.result()
@@ -280,7 +283,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 run_dirs[name][seed] = run_dir
             for child in (c for c, p in finetune.items() if p == name):
                 if rc == 0:
-                    submit(child, seed)
+                    pending.appendleft((child, seed))
                 else:
                     failed.append(f"{child}/seed{seed} (not run: it fine-tunes {name}/seed{seed}, which failed)")
                     bar.update()
