@@ -3,10 +3,14 @@
 Configs name any LightningModule / LightningDataModule by ``class_path`` (subclass mode), so
 image, molecule and segmentation tasks share this entry point. Defaults added here:
 
-- run directory ``trainer.default_root_dir`` (default ``runs/<config stem>``): checkpoints in
+- run directory: ``--trainer.default_root_dir`` as given on the command line; otherwise
+  ``<benchmark folder>/<loss>-s<seed>`` (the benchmark folder is the parent of the config's
+  ``default_root_dir``, e.g. ``runs/fmnist_lt``; a fresh fit that would land in a finished run gets
+  ``-v1``, ``-v2`` …; without any ``default_root_dir``, ``runs/<config stem>``): checkpoints in
   ``<run>/checkpoints`` (one sub-folder per run under ``wandb agent``; ``last.ckpt`` always, best by the module's ``checkpoint_monitor``),
   logs in ``<run>/logs/version_N`` (CSV always; W&B offline unless ``WANDB_MODE=online``,
-  skipped with ``WANDB_MODE=disabled``); resume with ``--ckpt_path last``.
+  skipped with ``WANDB_MODE=disabled``); resume with ``--ckpt_path last``, which only takes this run's
+  own ``last.ckpt`` and refuses a checkpoint trained with another loss.
 - ``--test_after_fit true``: after ``fit``, run ``test`` on the best checkpoint in the same process.
 - mixed precision (``bf16-mixed`` in the GPU configs) falls back to ``32-true`` on the CPU, with a line
   on stderr saying so.
@@ -50,18 +54,55 @@ def cpu_precision_fallback(precision, accelerator) -> Optional[str]:
     return "32-true"
 
 
+def run_name(cfg) -> str:
+    """``<loss>-s<seed>``: a run's identity (the model class name for models without a loss)."""
+    model = cfg.get("model")
+    args = model.get("init_args") if model is not None and hasattr(model, "get") else None
+    loss = args.get("loss") if args is not None and hasattr(args, "get") else None
+    if not loss:
+        loss = str(getattr(model, "class_path", "model")).rpartition(".")[2] if model is not None else "model"
+    return f"{loss}-s{cfg.get('seed_everything')}"
+
+
+def fresh_run_dir(root: str) -> str:
+    """``root``, or ``root-vK`` (first free K) when ``root`` already holds a finished run: a new fit never
+    writes into another run's folder."""
+    def finished(path: str) -> bool:
+        return (os.path.isfile(os.path.join(path, "checkpoints", "last.ckpt"))
+                or os.path.isfile(os.path.join(path, "test_results.json")))
+
+    if not finished(root):
+        return root
+    k = 1
+    while finished(f"{root}-v{k}"):
+        k += 1
+    print(f"otcls: {root} holds a finished run; this run goes to {root}-v{k}", file=sys.stderr)
+    return f"{root}-v{k}"
+
+
 class OTCLSCLI(LightningCLI):
+    def __init__(self, *args, explicit_root: bool = False, **kwargs) -> None:
+        self.explicit_root = explicit_root  # --trainer.default_root_dir on the command line: used as given
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="after fit, test the best checkpoint (every inference mode × test prior)")
 
     def _run_root(self) -> str:
+        """The run folder: ``--trainer.default_root_dir`` given on the command line as is; otherwise the
+        config's benchmark folder (the parent of its ``default_root_dir``) / ``<loss>-s<seed>``, with a
+        ``-vK`` suffix when a fresh fit would land in a finished run."""
         cfg = self.config[self.subcommand]
         root = cfg.trainer.get("default_root_dir")
         if not root:
             configs = cfg.get("config") or []
             stem = os.path.splitext(os.path.basename(str(configs[0])))[0] if configs else "otcls"
             root = os.path.join("runs", stem)
+        elif not self.explicit_root:
+            root = os.path.join(os.path.dirname(os.path.normpath(str(root))), run_name(cfg))
+            if self.subcommand == "fit" and not cfg.get("ckpt_path"):
+                root = fresh_run_dir(root)
         if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # launched by `wandb agent`
             root = os.path.join(str(root), os.environ["WANDB_RUN_ID"])
         return str(root)
@@ -87,6 +128,42 @@ class OTCLSCLI(LightningCLI):
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning rebuilds the model from a checkpoint file's hyperparameters; refuse when that would
+        silently replace the loss this command asks for (a checkpoint of another run)."""
+        sub = self.config.get("subcommand")
+
+        def loss() -> Optional[str]:
+            model = self.config[sub].get("model") if sub else None
+            args = model.get("init_args") if model is not None and hasattr(model, "get") else None
+            return args.get("loss") if args is not None and hasattr(args, "get") else None
+
+        asked = loss()
+        super()._parse_ckpt_path()
+        got = loss()
+        if asked is not None and got is not None and asked != got:
+            raise ValueError(f"--ckpt_path {self.config[sub].get('ckpt_path')} was trained with loss '{got}', this run "
+                             f"uses '{asked}'; resume the run it belongs to")
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` resumes this run only: its own ``last.ckpt``, trained with the same loss."""
+        import torch
+
+        path = self.config_init[self.subcommand].get("ckpt_path")
+        if not path:
+            return
+        resolved = os.path.join(self.trainer.default_root_dir, "checkpoints", "last.ckpt") if path == "last" else path
+        if not os.path.isfile(resolved):
+            raise ValueError(f"--ckpt_path {path}: {resolved} does not exist, so there is nothing to resume for this run "
+                             "(same configs, loss and seed as the run you want to continue?)")
+        ckpt = torch.load(resolved, map_location="cpu", weights_only=False)
+        theirs, mine = ckpt.get("hyper_parameters", {}).get("loss"), self.model.hparams.get("loss")
+        if theirs is not None and mine is not None and theirs != mine:
+            raise ValueError(f"--ckpt_path {path}: {resolved} was trained with loss '{theirs}', this run uses '{mine}'; "
+                             "resume the run it belongs to")
+        print(f"otcls: resuming {resolved} (epoch {ckpt.get('epoch')}, loss {theirs})", file=sys.stderr)
+        self.config_init[self.subcommand]["ckpt_path"] = resolved
+
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):
             return
@@ -97,7 +174,9 @@ class OTCLSCLI(LightningCLI):
 
 def run(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``otcls fit|validate|test|predict``; ``argv`` starts with the sub-command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    explicit = any(a == "--trainer.default_root_dir" or a.startswith("--trainer.default_root_dir=") for a in args)
     OTCLSCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-             args=list(sys.argv[1:] if argv is None else argv))
+             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False, args=args,
+             explicit_root=explicit)
     return 0
