@@ -25,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 def fmnist_args(root: str, run_dir: str, method: str = "ce") -> list:
     return ["--config", f"{CFG}/base/fmnist.yaml", "--config", f"{CFG}/fmnist_lt/{method}.yaml",
-            "--data.init_args.root", root, "--data.init_args.n_max", "60", "--data.init_args.imbalance_factor", "10",
+            "--data.init_args.root", root, "--data.init_args.n_max", "60", "--data.init_args.val_per_class", "6", "--data.init_args.imbalance_factor", "10",
             "--data.init_args.max_test_per_class", "null", "--data.init_args.batch_size", "32",
             "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8, 16]}",
             "--trainer.default_root_dir", run_dir, "--trainer.enable_progress_bar", "false",
@@ -43,20 +43,6 @@ def check_results(run_dir: str, settings=SETTINGS) -> dict:
         em = variant["em_prior"]
         assert em["l1"] == pytest.approx(sum(abs(a - b) for a, b in zip(em["estimated"], em["known"])))
     return res
-
-
-@pytest.fixture(scope="module")
-def fmnist_root(tmp_path_factory):
-    from .images.conftest import class_images, write_idx_images, write_idx_labels
-    import numpy as np
-
-    root = str(tmp_path_factory.mktemp("fm"))
-    rng = np.random.default_rng(0)
-    for prefix, per in (("train", 60), ("t10k", 12)):
-        imgs, labels = class_images(per, 10, rng, (28, 28))
-        write_idx_images(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"), imgs)
-        write_idx_labels(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"), labels)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +165,7 @@ def test_default_loggers_csv_always_wandb_offline(tmp_path, monkeypatch):
 @pytest.mark.parametrize("bench,base", [("cifar10_lt", "cifar"), ("cifar100_lt", "cifar"), ("imagenet_lt", "imagenet")])
 def test_every_benchmark_method_config_parses(bench, base, capsys):
     methods = sorted(f for f in os.listdir(os.path.join(CFG, bench)) if f != "data.yaml")
-    assert len(methods) == 10
+    assert len(methods) == 11
     for m in methods:
         with pytest.raises(SystemExit) as exc:
             run(["fit", "--config", f"{CFG}/base/{base}.yaml", "--config", f"{CFG}/{bench}/data.yaml",

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.images.conftest import class_images, write_idx_images, write_idx_labels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "figures"))
 import reot_figures  # noqa: E402
@@ -18,18 +17,6 @@ import run_all  # noqa: E402
 import tsne_features  # noqa: E402
 
 SMALL = ["--fig2-side", "12"]  # Fig. 2 in about a second
-
-
-@pytest.fixture(scope="module")
-def fmnist_root(tmp_path_factory) -> str:
-    """60 train and 12 test images per class in the real idx.gz format."""
-    root = str(tmp_path_factory.mktemp("fmnist"))
-    rng = np.random.default_rng(0)
-    for prefix, per in (("train", 60), ("t10k", 12)):
-        imgs, labels = class_images(per, 10, rng, (28, 28))
-        write_idx_images(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"), imgs)
-        write_idx_labels(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"), labels)
-    return root
 
 
 def save_checkpoint(path: Path) -> Path:

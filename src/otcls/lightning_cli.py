@@ -27,17 +27,56 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 
-def default_loggers(root: str) -> list:
-    """CSV logger always; W&B (offline unless ``WANDB_MODE=online``) unless ``WANDB_MODE=disabled``."""
+def wandb_run_id(root: str) -> str:
+    """The run folder's W&B id (``wandb_id.txt``, made once): a later ``otcls test`` or a resumed fit of the
+    same folder attaches to the same W&B run instead of starting another."""
+    path = os.path.join(root, "wandb_id.txt")
+    if os.path.isfile(path):
+        with open(path) as fh:
+            return fh.read().strip()
+    import uuid
+
+    run_id = uuid.uuid4().hex[:12]
+    os.makedirs(root, exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(run_id + "\n")
+    return run_id
+
+
+def default_loggers(root: str, identity: Optional[dict] = None) -> list:
+    """CSV logger always; W&B (offline unless ``WANDB_MODE=online``) unless ``WANDB_MODE=disabled``.
+
+    ``identity`` (from :func:`wandb_identity`): W&B ``name`` (``<loss>-s<seed>``), ``group`` (the
+    benchmark), ``job_type`` (the sub-command) and ``tags``, so a dashboard groups runs by benchmark
+    and compares losses across seeds.
+    """
     loggers = [CSVLogger(save_dir=root, name="logs")]
     mode = os.environ.get("WANDB_MODE", "offline").lower()
     if mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 
+        identity = identity or {"name": os.path.normpath(root).replace(os.sep, "/")}
         os.makedirs(root, exist_ok=True)
         loggers.append(WandbLogger(save_dir=root, project=os.environ.get("WANDB_PROJECT", "otcls"),
-                                   name=os.path.normpath(root).replace(os.sep, "/"), offline=mode != "online"))
+                                   offline=mode != "online", id=wandb_run_id(root), resume="allow",
+                                   log_model=os.environ.get("OTCLS_WANDB_LOG_MODEL", "").lower() in ("1", "true"),
+                                   **identity))
     return loggers
+
+
+def wandb_identity(cfg, subcommand: str) -> dict:
+    """W&B name / group / job_type / tags of a run from its resolved config."""
+    data = cfg.get("data")
+    data_args = data.get("init_args") if data is not None and hasattr(data, "get") else None
+    data_name = str(getattr(data, "class_path", "data")).rpartition(".")[2].replace("DataModule", "")
+    imbalance = data_args.get("imbalance_factor") if data_args is not None and hasattr(data_args, "get") else None
+    benchmark = data_name + (f"-IF{imbalance:g}" if isinstance(imbalance, (int, float)) else "")
+    name = run_name(cfg)
+    loss, seed = name.rsplit("-s", 1)
+    tags = [f"loss:{loss}", f"benchmark:{benchmark}", f"seed:{seed}"]
+    if imbalance is not None:
+        tags.append(f"IF:{imbalance:g}" if isinstance(imbalance, (int, float)) else f"IF:{imbalance}")
+    return {"name": name, "group": benchmark, "job_type": subcommand, "tags": tags}
 
 
 def cpu_precision_fallback(precision, accelerator) -> Optional[str]:
@@ -81,9 +120,21 @@ def fresh_run_dir(root: str) -> str:
 
 
 class OTCLSCLI(LightningCLI):
-    def __init__(self, *args, explicit_root: bool = False, **kwargs) -> None:
+    def __init__(self, *args, explicit_root: bool = False, explicit_data_seed: bool = False, **kwargs) -> None:
         self.explicit_root = explicit_root  # --trainer.default_root_dir on the command line: used as given
+        self.explicit_data_seed = explicit_data_seed
         super().__init__(*args, **kwargs)
+
+    def before_instantiate_classes(self) -> None:
+        """The data seed (long-tailed subsample, validation hold-out, test variants) follows
+        ``seed_everything`` unless ``--data.init_args.seed`` is given, so a sweep over seeds varies both."""
+        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        data = cfg.get("data") if cfg is not None else None
+        args = data.get("init_args") if data is not None and hasattr(data, "get") else None
+        seed = cfg.get("seed_everything") if cfg is not None else None
+        if (not self.explicit_data_seed and args is not None and "seed" in args and isinstance(seed, int)
+                and not isinstance(seed, bool)):
+            args["seed"] = seed
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=False,
@@ -115,7 +166,7 @@ class OTCLSCLI(LightningCLI):
         if precision is not None:
             kwargs["precision"] = precision
         if trainer_cfg.get("logger") in (None, True):
-            kwargs["logger"] = default_loggers(root)
+            kwargs["logger"] = default_loggers(root, wandb_identity(self.config[self.subcommand], self.subcommand))
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks) and trainer_cfg.get("enable_checkpointing", True) is not False:
             monitor = getattr(self.model, "checkpoint_monitor", None)
@@ -145,10 +196,23 @@ class OTCLSCLI(LightningCLI):
             raise ValueError(f"--ckpt_path {self.config[sub].get('ckpt_path')} was trained with loss '{got}', this run "
                              f"uses '{asked}'; resume the run it belongs to")
 
+    def _log_config_to_wandb(self) -> None:
+        """The full resolved config (trainer, seed, callbacks incl. the λ schedule, model, data) once per run."""
+        from lightning.pytorch.loggers import WandbLogger
+
+        for lg in self.trainer.loggers:
+            if isinstance(lg, WandbLogger):
+                lg.experiment.config.update({"cli": self.config[self.subcommand].clone().as_dict()},
+                                            allow_val_change=True)
+
+    def before_test(self) -> None:
+        self._log_config_to_wandb()
+
     def before_fit(self) -> None:
         """``--ckpt_path last`` resumes this run only: its own ``last.ckpt``, trained with the same loss."""
         import torch
 
+        self._log_config_to_wandb()
         path = self.config_init[self.subcommand].get("ckpt_path")
         if not path:
             return
@@ -175,8 +239,10 @@ class OTCLSCLI(LightningCLI):
 def run(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``otcls fit|validate|test|predict``; ``argv`` starts with the sub-command."""
     args = list(sys.argv[1:] if argv is None else argv)
-    explicit = any(a == "--trainer.default_root_dir" or a.startswith("--trainer.default_root_dir=") for a in args)
+    def given(key: str) -> bool:
+        return any(a == key or a.startswith(key + "=") for a in args)
+
     OTCLSCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
              save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False, args=args,
-             explicit_root=explicit)
+             explicit_root=given("--trainer.default_root_dir"), explicit_data_seed=given("--data.init_args.seed"))
     return 0

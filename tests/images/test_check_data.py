@@ -39,4 +39,4 @@ def test_make_target_stops_before_any_run(tmp_path):
     assert proc.returncode != 0
     assert "otcls check-data: CIFAR10LTDataModule: data not found" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert not os.path.isdir(os.path.join(REPO, "results", "cifar10_lt", "runs"))  # no run was started
+    assert not os.path.isdir(os.path.join(REPO, "results", "cifar10_lt_if200", "runs"))  # no run was started

@@ -57,7 +57,7 @@ def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
     out = str(tmp_path / "sweep")
     argv = ["--base", f"{REPO}/configs/base/fmnist.yaml", "--methods", f"{REPO}/configs/fmnist_lt/ce.yaml",
             f"{REPO}/configs/fmnist_lt/dbot.yaml", "--finetune", "dbot=ce", "--seeds", "0", "1", "--jobs", "2",
-            "--out", out, "--", "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60",
+            "--out", out, "--", "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60", "--data.init_args.val_per_class", "6",
             "--trainer.max_epochs", "1", "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8]}",
             "--trainer.enable_progress_bar", "false"]
     assert sweep.main(argv) == 0
@@ -99,3 +99,26 @@ def test_finetune_pairs_are_checked():
 def test_sweep_rejects_missing_config(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         sweep.main(["--methods", str(tmp_path / "x.yaml"), "--out", str(tmp_path)])
+
+
+def test_sweep_on_slurm_through_submitit_local_executor(fmnist_root, tmp_path, monkeypatch):
+    """The SLURM path end to end with submitit's local executor: one array for CE, a second for the DB-OT
+    fine-tuning that needs CE's checkpoint; results equal each run's own test_results.json."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = str(tmp_path / "slurm_sweep")
+    argv = ["--base", f"{REPO}/configs/base/fmnist.yaml", "--methods", f"{REPO}/configs/fmnist_lt/ce.yaml",
+            f"{REPO}/configs/fmnist_lt/dbot.yaml", "--finetune", "dbot=ce", "--seeds", "0", "--out", out,
+            "--slurm", "--slurm-cluster", "local", "--slurm-gpus-per-task", "0", "--slurm-cpus-per-task", "1",
+            "--", "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60", "--data.init_args.val_per_class", "6", "--trainer.max_epochs", "1",
+            "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8]}",
+            "--trainer.enable_progress_bar", "false"]
+    assert sweep.main(argv) == 0
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    for method in ("ce", "dbot"):
+        run = json.load(open(os.path.join(out, "runs", method, "seed0", "test_results.json")))
+        got = summary["methods"][method]["seeds"]["0"]["balanced"]["softmax"]["top1"]
+        assert got == pytest.approx(run["results"]["balanced"]["softmax"]["top1"])
+    dbot = json.load(open(os.path.join(out, "runs", "dbot", "seed0", "test_results.json")))
+    assert dbot["init_checkpoint"] == sweep.selected_checkpoint(os.path.join(out, "runs", "ce", "seed0"))
+    assert os.listdir(os.path.join(out, "slurm"))  # submitit's job folders (pickled tasks, logs)

@@ -85,10 +85,11 @@ class LongTailDataModule(L.LightningDataModule):
         imbalance_factor: ``n_max / n_min`` of the training profile; ``None`` keeps the training
             set as it is (already long-tailed, e.g. ImageNet-LT).
         n_max: images of the head class (default: the largest class of the full training set).
-        val_per_class: validation images per class drawn (seeded) from the training images that the
-            long-tailed subset left out, so training keeps the profile's exact size; a class with
-            fewer spare images (the head class when ``n_max`` is the full class size) gets what is
-            left, possibly none, and a log line says so. Takes precedence over ``val_fraction``.
+        val_per_class: validation images per class, held out (seeded) from the training split *before*
+            the long-tailed subset is drawn from the rest, so validation is balanced over every class
+            and never overlaps training. A class whose profile count exceeds what is left (the head
+            class when ``n_max`` is the full class size) keeps what is left (``capped_classes``, and a
+            log line). Takes precedence over ``val_fraction``.
         val_fraction: share of each training class carved off the long-tailed subset for
             validation (used when ``val_per_class`` is None); ignored when the dataset ships its
             own validation split.
@@ -97,6 +98,9 @@ class LongTailDataModule(L.LightningDataModule):
         augment: ``"standard"``, ``"autoaugment"`` (where supported) or ``"none"``.
         test_imbalance_factor: profile of the LT / reverse-LT test variants (default: the training IF).
         max_test_per_class: cap the balanced test set per class (seeded) for quick runs.
+        shot_many / shot_few: shot groups: many > ``shot_many`` training images, few < ``shot_few``, medium
+            between (100 / 20, the usual CIFAR-100 / ImageNet-LT groups; the papers' CIFAR-10 groups, many
+            > 100 and few ≤ 100, are ``shot_few: 101``).
     """
 
     num_classes: int = 0
@@ -104,7 +108,8 @@ class LongTailDataModule(L.LightningDataModule):
     def __init__(self, root: str, imbalance_factor: Optional[float] = 100.0, n_max: Optional[int] = None,
                  val_fraction: float = 0.1, val_per_class: Optional[int] = None, batch_size: int = 128, eval_batch_size: Optional[int] = None,
                  num_workers: int = 0, seed: int = 0, augment: str = "standard",
-                 test_imbalance_factor: Optional[float] = None, max_test_per_class: Optional[int] = None) -> None:
+                 test_imbalance_factor: Optional[float] = None, max_test_per_class: Optional[int] = None,
+                 shot_many: int = 100, shot_few: int = 20) -> None:
         super().__init__()
         if augment not in self.augmentations():
             raise ValueError(f"augment must be one of {self.augmentations()}, got '{augment}'")
@@ -116,11 +121,14 @@ class LongTailDataModule(L.LightningDataModule):
         self.root = root
         self.imbalance_factor, self.n_max, self.val_fraction = imbalance_factor, n_max, val_fraction
         self.val_per_class = val_per_class
-        self.val_missing_classes: List[int] = []
+        self.capped_classes: List[int] = []
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed, self.augment = num_workers, seed, augment
         self.test_imbalance_factor = test_imbalance_factor or imbalance_factor or 100.0
         self.max_test_per_class = max_test_per_class
+        if shot_few > shot_many + 1:
+            raise ValueError(f"shot_few ({shot_few}) must be <= shot_many + 1 ({shot_many + 1})")
+        self.shot_many, self.shot_few = shot_many, shot_few
         self.class_counts: Optional[List[int]] = None
         self.test_variants: Tuple[str, ...] = PRIOR_VARIANTS
         self._splits: Dict[str, Dataset] = {}
@@ -153,23 +161,35 @@ class LongTailDataModule(L.LightningDataModule):
         base, targets = self.load_split("train")
         targets = np.asarray(targets, dtype=np.int64)
         full = class_counts(targets, self.num_classes)
-        keep = np.arange(len(targets))
+        own_val = self.load_split("val")
+        pool, val_idx = np.arange(len(targets)), None
+        if own_val is None and self.val_per_class is not None:
+            # Validation first, balanced over every class (the head class included), so model selection
+            # sees all classes; the long-tailed subset is drawn from the rest.
+            val_idx, _ = holdout_per_class(targets, [], self.val_per_class, self.num_classes, self.seed + 3)
+            pool = np.setdiff1d(pool, val_idx)
+            empty = [c for c, n in enumerate(class_counts(targets[pool], self.num_classes)) if n == 0 and full[c] > 0]
+            if empty:
+                raise ValueError(f"val_per_class={self.val_per_class} holds out every training image of classes "
+                                 f"{empty}; lower data.init_args.val_per_class (the smallest class has "
+                                 f"{min(n for n in full if n > 0)} images)")
+        keep = pool
         if self.imbalance_factor is not None:
             prof = longtail_counts(self.n_max or max(full), self.num_classes, self.imbalance_factor)
-            keep = subsample_per_class(targets, prof, self.seed)
-        own_val = self.load_split("val")
+            left = class_counts(targets[pool], self.num_classes)
+            self.capped_classes = [c for c, (want, have) in enumerate(zip(prof, left)) if want > have]
+            if self.capped_classes and val_idx is not None:
+                log.info("long-tailed profile: classes %s keep the %s images left after the validation hold-out "
+                         "(the profile asks for %s)", self.capped_classes,
+                         [left[c] for c in self.capped_classes], [prof[c] for c in self.capped_classes])
+                prof = [min(want, have) for want, have in zip(prof, left)]
+            keep = pool[subsample_per_class(targets[pool], prof, self.seed)]
         if own_val is not None:
             train_idx = keep
             self._splits["val"] = self.make_subset(own_val[0], np.arange(len(own_val[1])), train=False)
         else:
-            if self.val_per_class is not None:
+            if val_idx is not None:
                 train_idx = keep
-                val_idx, self.val_missing_classes = holdout_per_class(targets, keep, self.val_per_class,
-                                                                      self.num_classes, self.seed + 3)
-                if self.val_missing_classes:
-                    log.info("validation: classes %s have fewer than %d training images outside the long-tailed "
-                             "subset and are under-represented in validation", self.val_missing_classes,
-                             self.val_per_class)
             else:
                 tr, va = stratified_split(targets[keep], self.val_fraction, self.seed)
                 train_idx, val_idx = keep[tr], keep[va]
@@ -196,7 +216,8 @@ class LongTailDataModule(L.LightningDataModule):
         return (counts / counts.sum()).float()
 
     def shot_groups(self) -> Dict[str, List[int]]:
-        return shot_groups(self.class_counts)
+        """Class indices per shot group: many (> ``shot_many`` training images), medium, few (< ``shot_few``)."""
+        return shot_groups(self.class_counts, self.shot_many, self.shot_few)
 
     def split(self, name: str) -> Dataset:
         if not self._splits:

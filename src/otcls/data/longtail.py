@@ -64,10 +64,8 @@ def holdout_per_class(targets: Sequence[int], exclude: Sequence[int], per_class:
                       seed: int) -> tuple[np.ndarray, List[int]]:
     """Up to ``per_class`` seeded indices of every class among the samples *not* in ``exclude``.
 
-    Used for a balanced validation set drawn from the training images that the long-tailed
-    subset left out, so the training set keeps its standard size. Returns the sorted indices
-    and the list of classes that had fewer than ``per_class`` spare samples (the head class
-    of a profile whose ``n_max`` is the full class size has none).
+    Used for a balanced validation hold-out. Returns the sorted indices and the list of classes
+    that had fewer than ``per_class`` such samples (they give what they have).
     """
     if per_class < 1:
         raise ValueError(f"val_per_class must be >= 1, got {per_class}")

@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPU ids to spread the runs over: each run gets its own slot through CUDA_VISIBLE_DEVICES "
                         "and waits for a free one")
     p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per run (a slot; DDP when > 1)")
+    p.add_argument("--slurm", action="store_true",
+                   help="submit the runs as SLURM job arrays through submitit (then the fine-tuning runs)")
+    p.add_argument("--slurm-cluster", default="slurm", help="slurm, or local / debug to run the arrays here")
+    p.add_argument("--slurm-partition", default=None, help="SLURM partition")
+    p.add_argument("--slurm-gpus-per-task", type=int, default=1, help="GPUs per run on SLURM (0: CPU runs)")
+    p.add_argument("--slurm-cpus-per-task", type=int, default=8, help="CPUs per run on SLURM")
+    p.add_argument("--slurm-time", type=int, default=24 * 60, help="time limit per run, minutes")
     p.add_argument("--dry-run", action="store_true",
                    help="print one line per run (its environment and full command) and run nothing")
     p.add_argument("--finetune", nargs="*", default=[], metavar="CHILD=PARENT",
@@ -201,6 +208,40 @@ def summarize(per_method: Dict[str, Dict[int, Dict[str, float]]], out: str, seco
     return headline
 
 
+def run_locally(args, grid, finetune, slots, finished, command, run_dir_of, record, skip_children, reused) -> None:
+    """Run the grid here: ``--jobs`` processes, or one per free GPU slot."""
+    workers = len(slots.groups) if slots else args.jobs
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(grid), desc="sweep", unit="run") as bar:
+        futures = {}
+
+        def submit(name: str, seed: int) -> None:
+            if finished(name, seed):
+                futures[pool.submit(lambda: (0, 0.0))] = (name, seed)  # reuse its results (--force reruns)
+                reused.append(f"{name}/seed{seed}")
+                return
+            parent = selected_checkpoint(run_dir_of(finetune[name], seed)) if name in finetune else None
+            futures[pool.submit(_run, command(name, seed, parent), run_dir_of(name, seed), workers == 1,
+                                slots)] = (name, seed)
+
+        # Runs are handed out only when a worker is free, and a fine-tuning run goes first once its parent
+        # is done, so the sweep keeps its seed-major order (an interrupted sweep has compared every method).
+        pending = deque((n, s) for n, s in grid if n not in finetune)
+        while pending or futures:
+            while pending and len(futures) < workers:
+                submit(*pending.popleft())
+            fut = next(as_completed(futures))
+            name, seed = futures.pop(fut)
+            rc, secs = fut.result()
+            children = [c for c, p in finetune.items() if p == name]
+            if record(name, seed, rc, secs):
+                pending.extendleft((c, seed) for c in children)
+            else:
+                skip_children(name, seed)
+                bar.update(len(children))
+            bar.set_postfix_str(f"{name}/seed{seed} {secs:.0f}s")
+            bar.update()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: List[str] = []
@@ -250,45 +291,51 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"dry run: {len(jobs)} runs, {len(slots.groups) if slots else args.jobs} at a time; nothing was run")
         return 0
 
-    workers = len(slots.groups) if slots else args.jobs
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(grid), desc="sweep", unit="run") as bar:
-        futures = {}
+    def finished(name: str, seed: int) -> bool:
+        return not args.force and os.path.isfile(os.path.join(run_dir_of(name, seed), "test_results.json"))
 
-        def submit(name: str, seed: int) -> None:
-            if not args.force and os.path.isfile(os.path.join(run_dir_of(name, seed), "test_results.json")):
-                done = pool.submit(lambda: (0, 0.0))  # finished earlier: reuse its results (--force reruns)
-                futures[done] = (name, seed)
-                reused.append(f"{name}/seed{seed}")
-                return
-            parent = selected_checkpoint(run_dir_of(finetune[name], seed)) if name in finetune else None
-            cmd = command(name, seed, parent)
-            futures[pool.submit(_run, cmd, run_dir_of(name, seed), workers == 1, slots)] = (name, seed)
+    def record(name: str, seed: int, rc: int, secs: float) -> bool:
+        """Book one finished run; True when it succeeded."""
+        if secs:
+            seconds[f"{name}/seed{seed}"] = round(secs, 1)
+        run_dir = run_dir_of(name, seed)
+        if rc != 0:
+            failed.append(f"{name}/seed{seed} (exit {rc}; output above or in {run_dir}/output.log)")
+            return False
+        results[name][seed] = flat_test_metrics(run_dir)
+        run_dirs[name][seed] = run_dir
+        return True
 
-        # Runs are handed out only when a worker is free, and a fine-tuning run goes first once its parent
-        # is done, so the sweep keeps its seed-major order (an interrupted sweep has compared every method).
-        pending = deque((n, s) for n, s in grid if n not in finetune)
-        while pending or futures:
-            while pending and len(futures) < workers:
-                submit(*pending.popleft())
-            fut = next(as_completed(futures))
-            name, seed = futures.pop(fut)
-            rc, secs = fut.result()
-            if secs:
-                seconds[f"{name}/seed{seed}"] = round(secs, 1)
-            run_dir = run_dir_of(name, seed)
-            if rc != 0:
-                failed.append(f"{name}/seed{seed} (exit {rc}; output above or in {run_dir}/output.log)")
-            else:
-                results[name][seed] = flat_test_metrics(run_dir)
-                run_dirs[name][seed] = run_dir
-            for child in (c for c, p in finetune.items() if p == name):
-                if rc == 0:
-                    pending.appendleft((child, seed))
+    def skip_children(name: str, seed: int) -> None:
+        for child in (c for c, p in finetune.items() if p == name):
+            failed.append(f"{child}/seed{seed} (not run: it fine-tunes {name}/seed{seed}, which failed)")
+
+    if args.slurm:
+        from otcls.reporting import slurm
+
+        os.makedirs(args.out, exist_ok=True)
+        executor = slurm.make_executor(os.path.join(args.out, "slurm"), args.slurm_cluster,
+                                       partition=args.slurm_partition, gpus_per_task=args.slurm_gpus_per_task,
+                                       cpus_per_task=args.slurm_cpus_per_task, timeout_min=args.slurm_time)
+        ok = set()
+        for wave in ([g for g in grid if g[0] not in finetune], [g for g in grid if g[0] in finetune]):
+            wave = [(n, s) for n, s in wave if n not in finetune or (finetune[n], s) in ok]
+            for n, s in (g for g in wave if finished(*g)):
+                reused.append(f"{n}/seed{s}")
+                if record(n, s, 0, 0.0):
+                    ok.add((n, s))
+            todo = [(f"{n}/seed{s}", command(n, s, selected_checkpoint(run_dir_of(finetune[n], s))
+                                             if n in finetune else None), run_dir_of(n, s))
+                    for n, s in wave if not finished(n, s)]
+            print(f"otcls sweep: submitting {len(todo)} run(s) as one job array ({args.slurm_cluster})")
+            for key, (rc, secs) in slurm.run_array(executor, todo).items():
+                n, s = key.rsplit("/seed", 1)
+                if record(n, int(s), rc, secs):
+                    ok.add((n, int(s)))
                 else:
-                    failed.append(f"{child}/seed{seed} (not run: it fine-tunes {name}/seed{seed}, which failed)")
-                    bar.update()
-            bar.set_postfix_str(f"{name}/seed{seed} {secs:.0f}s")
-            bar.update()
+                    skip_children(n, int(s))
+    else:
+        run_locally(args, grid, finetune, slots, finished, command, run_dir_of, record, skip_children, reused)
     os.makedirs(args.out, exist_ok=True)
     md = summarize({n: r for n, r in results.items() if r}, args.out, seconds,
                    {n: d for n, d in run_dirs.items() if d})

@@ -32,15 +32,19 @@ def plot_per_class_vs_frequency(full: Dict[str, Dict[int, Optional[dict]]], path
         drawn = True
     if drawn:
         ax.set_xscale("log")
-        ax.set_xlabel("training images of the class (log)")
-        ax.set_ylabel(f"per-class accuracy (%), {test_set} test, {setting}")
         ax.set_title("Per-class accuracy against class frequency", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        _save(fig, ax, path, "training images of the class (log)", f"per-class accuracy (%), {test_set} test, {setting}")
     plt.close(fig)
     return drawn
+
+
+def _save(fig, ax, path: str, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def plot_prior_shift(summary: dict, path: str, settings: Sequence[tuple] = SHIFT_SETTINGS) -> bool:
@@ -105,11 +109,6 @@ def plot_learning_curves(curves: Dict[str, Dict[int, list]], path: str, metric: 
         epochs = sorted(c)
         ax.errorbar(epochs, [np.mean(c[e]) for e in epochs], yerr=[np.std(c[e]) for e in epochs], marker="o", ms=3,
                     capsize=2, label=method)
-    ax.set_xlabel("epoch (fine-tuning runs count from their own start)")
-    ax.set_ylabel(f"{metric} (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, ax, path, "epoch (fine-tuning runs count from their own start)", f"{metric} (%)")
     plt.close(fig)
     return True

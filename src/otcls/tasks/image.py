@@ -174,6 +174,14 @@ class ImageClassifier(L.LightningModule):
         x, y = batch[0], batch[1]
         self.val_confusion.update(self(x).argmax(-1), y)
 
+    def _shot_groups(self) -> Dict[str, List[int]]:
+        """Shot groups of the DataModule (its thresholds), else the default ones of the stored class counts."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "shot_groups") and getattr(dm, "class_counts", None) is not None:
+            return dm.shot_groups()
+        counts = self.hparams.class_counts
+        return shot_groups(counts) if counts is not None else {}
+
     def on_validation_epoch_end(self) -> None:
         """``val/top1`` and ``val/bal_acc``, the mean recall over the classes validation has (a class the
         long-tailed subset used up has no validation image and is left out, not counted as 0)."""
@@ -185,6 +193,12 @@ class ImageClassifier(L.LightningModule):
         recall = conf.diag()[support > 0] / support[support > 0]
         self.log("val/top1", 100.0 * float(conf.diag().sum() / support.sum()), prog_bar=True)
         self.log("val/bal_acc", 100.0 * float(recall.mean()), prog_bar=True)
+        if self.hparams.class_counts is not None:
+            for group, classes in self._shot_groups().items():
+                idx = torch.as_tensor(classes, dtype=torch.long)
+                n = float(support[idx].sum()) if len(idx) else 0.0
+                if n > 0:  # an empty group (no few-shot class) is not logged rather than logged as 0
+                    self.log(f"val/{group}", 100.0 * float(conf.diag()[idx].sum()) / n)
 
     def configure_optimizers(self):
         return sgd_or_adamw_with_warmup_cosine(self.parameters(), self.hparams,
@@ -232,7 +246,7 @@ class ImageClassifier(L.LightningModule):
         dm = self.trainer.datamodule
         variants = list(getattr(dm, "test_variants", ["test"]))
         counts = self.hparams.class_counts
-        groups = shot_groups(counts) if counts is not None else {}
+        groups = self._shot_groups()
         n = self.hparams.num_classes
         settings = inference_settings(self.hparams.inference_modes, self.hparams.get("test_priors", TEST_PRIORS),
                                       self.hparams.get("ot_batch_size", 256), self.hparams.get("ot_whole_set", True))
@@ -264,6 +278,30 @@ class ImageClassifier(L.LightningModule):
         self._test_outputs = {}
         if self.trainer.is_global_zero:
             write_test_results(self.trainer.default_root_dir, results, counts, self.hparams)
+            log_wandb_tables(self.trainer.loggers, results, counts)
+
+
+WANDB_TABLE_SETTINGS = ("softmax", "dbot:known", "dbot:estimated")
+
+
+def log_wandb_tables(loggers, results: Dict[str, Dict[str, Any]], class_counts: Optional[List[int]]) -> None:
+    """Per-class accuracy (softmax, DB-OT known / estimated prior) and the softmax confusion matrix of every
+    test set, as W&B tables, to each ``WandbLogger`` among ``loggers``."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in (lg for lg in loggers if isinstance(lg, WandbLogger)):
+        for variant, settings in results.items():
+            shown = [name for name in WANDB_TABLE_SETTINGS if name in settings]
+            if not shown:
+                continue
+            n = len(settings[shown[0]]["per_class"])
+            rows = [[c, None if class_counts is None else int(class_counts[c]),
+                     *[settings[name]["per_class"][c] for name in shown]] for c in range(n)]
+            lg.log_table(key=f"test/{variant}/per_class", columns=["class", "train_images", *shown], data=rows)
+            if "softmax" in settings:
+                conf = settings["softmax"]["confusion"]
+                lg.log_table(key=f"test/{variant}/softmax_confusion", columns=["true", *[str(c) for c in range(n)]],
+                             data=[[t, *row] for t, row in enumerate(conf)])
 
 
 def _unique_first(idx: torch.Tensor) -> tuple:
