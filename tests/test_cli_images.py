@@ -74,7 +74,7 @@ def test_fast_dev_run_config_families(family, tmp_path):
         ncls = 10 if family == "cifar10_lt" else 100
         write_cifar(str(tmp_path / "data"), ncls, 12 if ncls == 10 else 3, 2)
         data = ["--data.init_args.root", str(tmp_path / "data"), "--data.init_args.download", "false",
-                "--data.init_args.imbalance_factor", "3"]
+                "--data.init_args.imbalance_factor", "3", "--data.init_args.val_per_class", "1"]
         base = "cifar"
     run(["fit", "--config", f"{CFG}/base/{base}.yaml", "--config", f"{CFG}/{family}/data.yaml",
          "--config", f"{CFG}/{family}/reot_ratio.yaml", *data, "--data.init_args.batch_size", "8",
@@ -216,3 +216,18 @@ def test_run_identity_from_loss_and_seed(fmnist_root, tmp_path, capsys):
     run(["fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])  # resumes ce-s0 itself
     assert f"resuming {bench}/ce-s0/checkpoints/last.ckpt" in capsys.readouterr().err
     assert sorted(os.listdir(bench)) == ["ce-s0", "ce-s0-v1", "focal-s0"]
+
+
+def test_checkpoint_pattern_follows_the_seed(tmp_path):
+    from otcls.lightning_cli import resolve_checkpoint_pattern
+
+    old = tmp_path / "ce-s1" / "checkpoints" / "best-epoch=3.ckpt"
+    new = tmp_path / "ce-s1" / "abc123" / "checkpoints" / "best-epoch=5.ckpt"  # a W&B agent's run folder
+    for i, path in enumerate((old, new)):
+        path.parent.mkdir(parents=True)
+        path.write_text("x")
+        os.utime(path, (1000 + i, 1000 + i))
+    assert resolve_checkpoint_pattern(f"{tmp_path}/ce-s{{seed}}/**/best-*.ckpt", 1) == str(new)
+    assert resolve_checkpoint_pattern(f"{tmp_path}/plain.ckpt", 1) == f"{tmp_path}/plain.ckpt"
+    with pytest.raises(ValueError, match="train the run it comes from first"):
+        resolve_checkpoint_pattern(f"{tmp_path}/ce-s{{seed}}/**/best-*.ckpt", 2)

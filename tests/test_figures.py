@@ -95,3 +95,25 @@ def test_tsne_figure_from_the_demo_checkpoint(tmp_path, fmnist_root, capsys):
                        "--fmnist-root", fmnist_root, "--tsne-n", "100"])
     assert rc == 0, capsys.readouterr()
     assert (tmp_path / "figs" / "tsne_features.png").stat().st_size > 10_000
+
+
+def test_make_figures_after_a_tiny_sweep_writes_every_png(tmp_path, fmnist_root, monkeypatch, capsys):
+    """What `make demo` then `make figures` do, in miniature: a real one-epoch sweep of the RE-OT config, then
+    every figure from its runs folder."""
+    from otcls.reporting import sweep
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    out = tmp_path / "demo"
+    assert sweep.main(["--base", f"{repo}/configs/base/fmnist.yaml", "--methods",
+                       f"{repo}/configs/fmnist_lt/reot_ratio.yaml", "--seeds", "0", "--out", str(out), "--",
+                       "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60",
+                       "--data.init_args.val_per_class", "6", "--data.init_args.imbalance_factor", "10",
+                       "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]) == 0
+    figs = tmp_path / "figs"
+    rc = run_all.main(["--out", str(figs), "--runs", str(out / "runs"), "--fmnist-root", fmnist_root,
+                       "--tsne-n", "100", *SMALL])
+    assert rc == 0, capsys.readouterr().out
+    assert sorted(p.name for p in figs.glob("*.png")) == ["proximal_point.png", "reot_fig1_plans.png",
+                                                         "reot_fig2_barycenters.png", "tsne_features.png"]
+    assert json.loads((figs / "reot_fig2_sharpness.json").read_text())

@@ -103,6 +103,22 @@ def run_name(cfg) -> str:
     return f"{loss}-s{cfg.get('seed_everything')}"
 
 
+def resolve_checkpoint_pattern(path: str, seed) -> str:
+    """``{seed}`` → the run's seed; a glob (``*``, ``**``) → its newest match. Lets a config name "the CE run of
+    this seed" (``runs/fmnist_lt/ce-s{seed}/**/last.ckpt``), also under a W&B agent's per-run folders."""
+    import glob
+
+    if "{seed}" in path:
+        path = path.replace("{seed}", str(seed))
+    if "*" not in path:
+        return path
+    matches = sorted(glob.glob(path, recursive=True), key=os.path.getmtime)
+    if not matches:
+        raise ValueError(f"no checkpoint matches '{path}': train the run it comes from first (for the DB-OT "
+                         "fine-tuning and the RE-OT teacher: the CE config with the same seed)")
+    return matches[-1]
+
+
 def fresh_run_dir(root: str) -> str:
     """``root``, or ``root-vK`` (first free K) when ``root`` already holds a finished run: a new fit never
     writes into another run's folder."""
@@ -135,6 +151,11 @@ class OTCLSCLI(LightningCLI):
         if (not self.explicit_data_seed and args is not None and "seed" in args and isinstance(seed, int)
                 and not isinstance(seed, bool)):
             args["seed"] = seed
+        model = cfg.get("model") if cfg is not None else None
+        margs = model.get("init_args") if model is not None and hasattr(model, "get") else None
+        for key in ("init_checkpoint", "teacher_checkpoint"):
+            if margs is not None and isinstance(margs.get(key), str):
+                margs[key] = resolve_checkpoint_pattern(margs[key], seed)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=False,

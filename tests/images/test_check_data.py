@@ -33,10 +33,15 @@ def test_present_data_passes(tmp_path, capsys):
     assert "120 training images" in capsys.readouterr().out
 
 
-def test_make_target_stops_before_any_run(tmp_path):
-    proc = subprocess.run(["make", "-s", "cifar10-lt", f"DATA_ROOT={tmp_path}"], cwd=REPO, capture_output=True,
+@pytest.mark.parametrize("target,says,results", [
+    ("cifar10-lt", "CIFAR10LTDataModule: data not found", "cifar10_lt_if200"),
+    ("cifar100-lt", "CIFAR100LTDataModule: data not found", "cifar100_lt_if200"),
+    ("imagenet-lt", "ImageNet_LT_train.txt not found", "imagenet_lt"),
+])
+def test_make_target_stops_before_any_run(target, says, results, tmp_path):
+    proc = subprocess.run(["make", "-s", target, f"DATA_ROOT={tmp_path}"], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode != 0
-    assert "otcls check-data: CIFAR10LTDataModule: data not found" in proc.stderr
+    assert "otcls check-data:" in proc.stderr and says in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert not os.path.isdir(os.path.join(REPO, "results", "cifar10_lt_if200", "runs"))  # no run was started
+    assert not os.path.isdir(os.path.join(REPO, "results", results, "runs"))  # no run was started

@@ -57,7 +57,7 @@ def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
     out = str(tmp_path / "sweep")
     argv = ["--base", f"{REPO}/configs/base/fmnist.yaml", "--methods", f"{REPO}/configs/fmnist_lt/ce.yaml",
             f"{REPO}/configs/fmnist_lt/dbot.yaml", "--finetune", "dbot=ce", "--seeds", "0", "1", "--jobs", "2",
-            "--out", out, "--", "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60", "--data.init_args.val_per_class", "6",
+            "--out", out, "--", "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60", "--data.init_args.val_per_class", "6", "--data.init_args.imbalance_factor", "10",
             "--trainer.max_epochs", "1", "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8]}",
             "--trainer.enable_progress_bar", "false"]
     assert sweep.main(argv) == 0
@@ -110,7 +110,7 @@ def test_sweep_on_slurm_through_submitit_local_executor(fmnist_root, tmp_path, m
     argv = ["--base", f"{REPO}/configs/base/fmnist.yaml", "--methods", f"{REPO}/configs/fmnist_lt/ce.yaml",
             f"{REPO}/configs/fmnist_lt/dbot.yaml", "--finetune", "dbot=ce", "--seeds", "0", "--out", out,
             "--slurm", "--slurm-cluster", "local", "--slurm-gpus-per-task", "0", "--slurm-cpus-per-task", "1",
-            "--", "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60", "--data.init_args.val_per_class", "6", "--trainer.max_epochs", "1",
+            "--", "--data.init_args.root", fmnist_root, "--data.init_args.n_max", "60", "--data.init_args.val_per_class", "6", "--data.init_args.imbalance_factor", "10", "--trainer.max_epochs", "1",
             "--model.init_args.backbone_kwargs", "{in_channels: 1, channels: [8]}",
             "--trainer.enable_progress_bar", "false"]
     assert sweep.main(argv) == 0
