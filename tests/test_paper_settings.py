@@ -99,3 +99,11 @@ def test_init_checkpoint_loads_weights_and_rejects_other_data(tmp_path):
         _classifier([400, 200, 80, 20, 5])._load_init_checkpoint(path)
     with pytest.raises(ValueError, match="not found"):
         dst._load_init_checkpoint(str(tmp_path / "missing.ckpt"))
+
+
+@pytest.mark.parametrize("name", ["ce", "focal", "ldam", "logit_adjust", "cb_ce", "cb_focal", "balanced_softmax",
+                                  "reot", "dbot"])
+def test_empty_batch_is_an_error_not_nan(name):
+    loss = build_loss(name, num_classes=5, class_counts=COUNTS)
+    with pytest.raises(ValueError, match="empty batch"):
+        loss(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long))

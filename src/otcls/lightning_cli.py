@@ -29,7 +29,10 @@ from lightning.pytorch.loggers import CSVLogger
 
 def wandb_run_id(root: str) -> str:
     """The run folder's W&B id (``wandb_id.txt``, made once): a later ``otcls test`` or a resumed fit of the
-    same folder attaches to the same W&B run instead of starting another."""
+    same folder attaches to the same W&B run instead of starting another. Under ``wandb agent`` the
+    agent's own run id (``WANDB_RUN_ID``) is kept."""
+    if os.environ.get("WANDB_RUN_ID"):
+        return os.environ["WANDB_RUN_ID"]
     path = os.path.join(root, "wandb_id.txt")
     if os.path.isfile(path):
         with open(path) as fh:
@@ -105,7 +108,7 @@ def run_name(cfg) -> str:
 
 def resolve_checkpoint_pattern(path: str, seed) -> str:
     """``{seed}`` → the run's seed; a glob (``*``, ``**``) → its newest match. Lets a config name "the CE run of
-    this seed" (``runs/fmnist_lt/ce-s{seed}/**/last.ckpt``), also under a W&B agent's per-run folders."""
+    this seed" (``runs/fmnist_lt/ce-s{seed}/**/best-*.ckpt``), also under a W&B agent's per-run folders."""
     import glob
 
     if "{seed}" in path:

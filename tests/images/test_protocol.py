@@ -75,3 +75,10 @@ def test_fashion_mnist_lt_standard_protocol(tmp_path):
     assert np.array_equal(same.split("test/lt").indices, lt.indices)
     assert not np.array_equal(other.split("train").indices, train)
     assert not np.array_equal(other.split("test/lt").indices, lt.indices)
+
+
+def test_a_class_without_training_images_is_an_error(fmnist_root):
+    # 60 images a class, IF 1000: int(60 · 1000^(-i/9)) = 0 for classes 6-9
+    dm = FashionMNISTLTDataModule(root=fmnist_root, n_max=60, imbalance_factor=1000, augment="none")
+    with pytest.raises(ValueError, match=r"classes \[6, 7, 8, 9\] get no training image"):
+        dm.setup()

@@ -195,6 +195,10 @@ class LongTailDataModule(L.LightningDataModule):
                 train_idx, val_idx = keep[tr], keep[va]
             self._splits["val"] = self.make_subset(base, val_idx, train=False)
         self.class_counts = class_counts(targets[train_idx], self.num_classes)
+        empty = [c for c, n in enumerate(self.class_counts) if n == 0]
+        if empty:
+            raise ValueError(f"classes {empty} get no training image (class counts {self.class_counts}): every loss "
+                             "and prior needs at least one; raise n_max, lower imbalance_factor or val_per_class")
         self._splits["train"] = self.make_subset(base, train_idx, train=True)
 
         test_base, test_targets = self.load_split("test")

@@ -13,6 +13,9 @@ def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, num_classe
     """Raise ValueError unless ``logits`` is (B, num_classes) float and ``targets`` (B,) integer in [0, C)."""
     if logits.dim() != 2 or logits.shape[1] != num_classes:
         raise ValueError(f"logits must have shape (batch, {num_classes}); got {tuple(logits.shape)}")
+    if logits.shape[0] == 0:
+        raise ValueError("empty batch: a loss needs at least one sample (a mean over 0 samples is NaN); "
+                         "check the sampler / drop_last settings")
     if targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
         raise ValueError(f"targets must have shape ({logits.shape[0]},) to match logits; got {tuple(targets.shape)}")
     if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):

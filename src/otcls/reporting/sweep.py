@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-from collections import deque
 import json
 import os
 import queue
@@ -30,6 +29,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional

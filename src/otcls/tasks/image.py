@@ -1,7 +1,7 @@
 """``ImageClassifier``: a backbone from ``MODELS`` + a ``TransportHead``, trained and evaluated on long-tailed images.
 
 Training: SGD (or AdamW), linear warm-up for ``warmup_steps`` then cosine decay to 0 at the last step.
-Validation (training images held out from the long-tailed subset) logs ``val/top1`` and the
+Validation (training images held out before the long-tailed subset is drawn) logs ``val/top1`` and the
 class-balanced ``val/bal_acc`` used for checkpoint selection. ``init_checkpoint`` starts from another
 run's weights (the DB-OT loss is a fine-tuning stage after softmax training in its paper).
 
@@ -183,8 +183,8 @@ class ImageClassifier(L.LightningModule):
         return shot_groups(counts) if counts is not None else {}
 
     def on_validation_epoch_end(self) -> None:
-        """``val/top1`` and ``val/bal_acc``, the mean recall over the classes validation has (a class the
-        long-tailed subset used up has no validation image and is left out, not counted as 0)."""
+        """``val/top1``, ``val/bal_acc`` (the mean recall over the classes validation has: a class without
+        validation images is left out, not counted as 0) and ``val/<shot group>``."""
         conf = self.val_confusion.compute().double()
         self.val_confusion.reset()
         support = conf.sum(1)
