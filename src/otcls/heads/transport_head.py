@@ -46,8 +46,14 @@ class TransportHead(nn.Module):
         return self.classifier(features)
 
     def compute_loss(self, logits: torch.Tensor, targets: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """The training loss; extra keywords (e.g. ``teacher_probs``) go to the loss."""
-        return self.loss(logits, targets, **kwargs)
+        """The training loss; extra keywords (e.g. ``teacher_probs``) go to the loss. A non-finite loss raises
+        (training on it would silently destroy the weights)."""
+        loss = self.loss(logits, targets, **kwargs)
+        if not bool(torch.isfinite(loss)):
+            bad = "the logits are not finite" if not bool(torch.isfinite(logits).all()) else "the loss overflowed"
+            raise ValueError(f"non-finite training loss ({float(loss)}) from loss '{self.loss_name}': {bad}; "
+                             "lower the learning rate, check the inputs for NaN/inf, or resume from the last checkpoint")
+        return loss
 
     @property
     def lam(self) -> float:
