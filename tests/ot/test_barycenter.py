@@ -66,3 +66,11 @@ def test_barycentric_projections_by_hand():
     torch.testing.assert_close(centers, torch.tensor([[7 / 3, -1 / 3], [1.0, 1.0], [1.5, 0.5]]))
     with pytest.raises(ValueError, match="features have 2 rows"):
         class_barycenters(P, feats[:2])
+
+
+def test_a_class_without_mass_has_no_barycenter():
+    P = torch.tensor([[0.5, 0.0], [0.5, 0.0]])
+    with pytest.warns(RuntimeWarning, match=r"columns \(classes\) \[1\] get no mass"):
+        centers = class_barycenters(P, torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    torch.testing.assert_close(centers[0], torch.tensor([2.0, 3.0]))
+    assert torch.isnan(centers[1]).all()  # not a fake centroid at the origin
