@@ -115,3 +115,14 @@ def test_non_finite_training_loss_stops_with_a_reason():
     z[0, 1] = float("nan")
     with pytest.raises(ValueError, match="non-finite training loss .* the logits are not finite"):
         head.compute_loss(z, torch.tensor([0, 1, 2]))
+
+
+def test_zero_count_class_is_an_error_for_prior_corrections():
+    head = TransportHead(16, 5, loss="ce", class_counts=[500, 200, 0, 20, 5])
+    z = torch.randn(8, 5)
+    for mode, prior in (("class_bias", "uniform"), ("dbot", "estimated")):
+        with pytest.raises(ValueError, match=r"classes \[2\] have no training samples"):
+            head.predict_scores(z, mode=mode, test_prior=prior)
+    # an explicit source prior is the user's way around it
+    scores = head.predict_scores(z, mode="class_bias", test_prior="uniform", source_prior="uniform")
+    assert torch.isfinite(scores).all()

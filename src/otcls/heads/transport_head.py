@@ -79,8 +79,13 @@ class TransportHead(nn.Module):
         counts = None if self.class_counts is None else self.class_counts.double()
         if source_prior is not None:
             return resolve_prior(source_prior, self.num_classes, class_counts=counts).double()
-        if counts is None or (counts == 0).any():
+        if counts is None:
             return torch.full((self.num_classes,), 1.0 / self.num_classes, dtype=torch.float64)
+        if (counts == 0).any():
+            zero = torch.nonzero(counts == 0).flatten().tolist()
+            raise ValueError(f"classes {zero} have no training samples (class_counts {counts.long().tolist()}), so the "
+                             "prior softmax is calibrated to is 0 there and class_bias / EM estimation would divide by "
+                             "it; pass source_prior=... explicitly or train with every class present")
         return self.loss.softmax_prior((counts / counts.sum()).to(self.class_counts.device)).double().cpu()
 
     def _prior(self, spec: PriorSpec, logits: torch.Tensor, source_prior: Optional[PriorSpec]) -> torch.Tensor:
