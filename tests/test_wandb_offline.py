@@ -5,7 +5,6 @@ import glob
 import json
 import os
 
-import pytest
 
 from otcls.lightning_cli import run
 

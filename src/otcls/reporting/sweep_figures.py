@@ -95,7 +95,7 @@ def learning_curve_markdown(curves: Dict[str, Dict[int, list]], metric: str = "v
     from otcls.reporting.results import mean_std, pm
 
     epochs = sorted({e for c in curves.values() for e in c})
-    lines = [f"| epoch | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
+    lines = ["| epoch | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
     for e in epochs:
         lines.append(f"| {e} | " + " | ".join(pm(*mean_std(c[e])) if e in c else "—" for c in curves.values()) + " |")
     return f"# Learning curves: {metric} (%) per epoch, mean ± std over seeds\n\n" + "\n".join(lines) + "\n"
