@@ -57,3 +57,15 @@ def test_barycenter_prior_with_dead_column_is_infeasible():
     prior = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
     with pytest.raises(ValueError, match="all-zero column"):
         barycenter(hists, torch.zeros(2, 2, dtype=torch.float64), eps=0.1, prior=prior)
+
+
+def test_infeasible_prior_support_is_named_not_just_slow():
+    # every row and column of Q has a positive entry, but rows 0-1 can only reach column 0, which takes 1/3:
+    # no coupling with a = 1/3 each, b = 1/3 each lives on Q's support
+    Q = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    a = b = torch.full((3,), 1 / 3, dtype=torch.float64)
+    with pytest.warns(Warning), pytest.raises(ValueError, match="prior Q .* is infeasible"):
+        solve(torch.zeros(3, 3, dtype=torch.float64), a, b, eps=1.0, prior=Q, max_iter=200)
+    # a feasible zero pattern converges as before
+    ok = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    assert bool(solve(torch.zeros(3, 3, dtype=torch.float64), a, b, eps=1.0, prior=ok).converged)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
+import torch
+
 from .dbot import dbot_ascent, dbot_cyclic, dbot_dykstra, dbot_three_scaling
 from .fixed_point import check_options
 from .problem import LinearProblem
@@ -67,5 +69,34 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         raise ValueError(f"method {method!r} does not solve a {kind} problem; choose 'auto' or one of "
                          f"{sorted(SOLVERS[kind])}")
     beta0 = problem.initial_beta(init_g)
-    return SOLVERS[kind][name](problem, tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad,
-                               beta0=beta0)
+    result = SOLVERS[kind][name](problem, tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad,
+                                 beta0=beta0)
+    if tol is not None and problem.prior is not None and problem.b is not None:
+        _raise_if_prior_support_infeasible(problem, result)
+    return result
+
+
+def _raise_if_prior_support_infeasible(problem: LinearProblem, result) -> None:
+    """After a balanced RE-OT solve that did not converge: if the prior's zeros leave no coupling with the
+    marginals (a transportation LP on the support of Q has no solution), say so — more iterations or a
+    larger eps cannot help. Only checked on failure, so converged solves pay nothing."""
+    converged = result.converged.reshape(-1)
+    if bool(converged.all()) or not bool((problem.prior == 0).any()):
+        return
+    import numpy as np
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix, vstack
+
+    k = int(torch.nonzero(~converged).flatten()[0])
+    support = (problem.prior[k] > 0).cpu().numpy()
+    rows, cols = np.nonzero(support)
+    n, m = support.shape
+    e = np.arange(len(rows))
+    a_eq = vstack([coo_matrix((np.ones(len(e)), (rows, e)), shape=(n, len(e))),
+                   coo_matrix((np.ones(len(e)), (cols, e)), shape=(m, len(e)))]).tocsr()
+    b_eq = np.concatenate([problem.a[k].double().cpu().numpy(), problem.b[k].double().cpu().numpy()])
+    lp = linprog(np.zeros(len(e)), A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+    if lp.status == 2:
+        raise ValueError(f"prior Q (problem {k} of the batch) is infeasible: no coupling with these row and column "
+                         "marginals lives on the entries where Q > 0, so the solver cannot converge whatever "
+                         "max_iter or eps; give the zero entries a small positive prior or change the marginals")
