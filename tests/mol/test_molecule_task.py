@@ -132,3 +132,35 @@ def test_every_loss_config_runs_through_otcls_fit(mol_root, tmp_path, monkeypatc
          "--trainer.enable_progress_bar", "false"])
     saved = json.load(open(tmp_path / "mol_test_results.json"))
     assert saved["loss"] == loss_cfg[:-5] and 0.0 <= saved["results"]["softmax"]["rocauc"] <= 1.0
+
+
+@pytest.mark.timeout(450)
+def test_ddp_test_scores_every_graph_once(mol_root, tmp_path):
+    """3 CPU processes on the 4 test graphs: the sampler pads to 6; each graph must be scored once, and the
+    ROC-AUC must equal the one-process number."""
+    import subprocess
+    import sys
+
+    cfg = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "mol")
+    args = ["--config", os.path.join(cfg, "base", "solubility_binary.yaml"), "--config",
+            os.path.join(cfg, "losses", "ce.yaml"), "--data.init_args.name", "ogbg-moltiny-binary",
+            "--data.init_args.root", mol_root, "--model.init_args.hidden", "8", "--model.init_args.num_layers", "1",
+            "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--seed_everything", "0",
+            "--trainer.accelerator", "cpu"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    one, three = str(tmp_path / "one"), str(tmp_path / "three")
+    for root, extra in ((one, []), (three, ["--trainer.strategy", "ddp", "--trainer.devices", "3"])):
+        proc = subprocess.run([sys.executable, "-m", "otcls.cli", "fit", *args, "--trainer.default_root_dir", root,
+                               *extra], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = sorted(os.listdir(os.path.join(three, "checkpoints")))
+    assert ckpt  # the DDP fit saved its model; test it again in one process for the reference number
+    ref = subprocess.run([sys.executable, "-m", "otcls.cli", "test", *args, "--trainer.default_root_dir", one,
+                          "--ckpt_path", os.path.join(three, "checkpoints", "last.ckpt")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    ddp = json.load(open(os.path.join(three, "mol_test_results.json")))["results"]["softmax"]
+    single = json.load(open(os.path.join(one, "mol_test_results.json")))["results"]["softmax"]
+    n_test = len(MoleculeDataModule("ogbg-moltiny-binary", root=mol_root).split("test"))
+    assert ddp["n"] == single["n"] == n_test
+    assert ddp["rocauc"] == pytest.approx(single["rocauc"], abs=1e-9, nan_ok=True)

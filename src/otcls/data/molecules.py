@@ -74,6 +74,22 @@ def _safe_load_globals() -> list:
     return [DataEdgeAttr, DataTensorAttr, GlobalStorage]
 
 
+class IndexedGraphs(torch.utils.data.Dataset):
+    """A graph dataset whose items carry their position (``data.sample_idx``, batched to ``(B,)``), so an
+    evaluation gathered from several ranks can drop the repeats a DistributedSampler pads in."""
+
+    def __init__(self, graphs) -> None:
+        self.graphs = graphs
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, k: int):
+        data = self.graphs[int(k)].clone()
+        data.sample_idx = torch.tensor([int(k)])
+        return data
+
+
 class MoleculeDataModule(L.LightningDataModule):
     """OGB molecule classification set with its own split (train/valid/test).
 
@@ -198,7 +214,8 @@ class MoleculeDataModule(L.LightningDataModule):
         from torch_geometric.loader import DataLoader
 
         bs = self.batch_size if split == "train" else self.eval_batch_size
-        return DataLoader(self.split(split), batch_size=bs, shuffle=shuffle, num_workers=self.num_workers,
+        data = self.split(split) if split == "train" else IndexedGraphs(self.split(split))
+        return DataLoader(data, batch_size=bs, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):

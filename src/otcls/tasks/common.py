@@ -16,6 +16,26 @@ def classes_from_datamodule(module: L.LightningModule, hint: str) -> Tuple[int, 
     return dm.num_classes, getattr(dm, "class_counts", None)
 
 
+def unique_first(idx: torch.Tensor) -> tuple:
+    """Unique values of ``idx`` and the position of the first occurrence of each."""
+    uniq, inverse = torch.unique(idx, return_inverse=True)
+    first = torch.full((len(uniq),), len(idx), dtype=torch.long, device=idx.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(idx), device=idx.device), reduce="amin")
+    return uniq, first
+
+
+def gather_without_padding(module: L.LightningModule, logits: torch.Tensor, y: torch.Tensor,
+                           idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """This rank's ``(logits, y)`` with every rank's, each sample once (a DistributedSampler pads the last
+    batch with repeats, found by their sample index ``idx``), in index order."""
+    if module.trainer.world_size > 1:
+        logits, y, idx = (module.all_gather(t).flatten(0, 1) for t in (logits, y, idx))
+        idx, first = unique_first(idx)
+        logits, y = logits[first], y[first]
+    order = torch.argsort(idx)
+    return logits[order], y[order]
+
+
 def build_head_from_hparams(module: L.LightningModule, in_features: int, num_classes: int,
                             class_counts: Optional[List[int]]):
     """``TransportHead`` from ``module.hparams`` (loss, loss_kwargs, classifier, head_kwargs).

@@ -24,7 +24,8 @@ from otcls.data.longtail import SHOT_GROUPS, shot_groups
 from otcls.inference.priors import em_prior
 from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
-from otcls.tasks.common import build_head_from_hparams, classes_from_datamodule, sgd_or_adamw_with_warmup_cosine
+from otcls.tasks.common import (build_head_from_hparams, classes_from_datamodule, gather_without_padding,
+                                sgd_or_adamw_with_warmup_cosine)
 from otcls.tasks.evaluation import evaluate_predictions
 
 INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
@@ -224,13 +225,7 @@ class ImageClassifier(L.LightningModule):
 
     def _gather(self, parts: List[tuple]) -> tuple:
         """Concatenate this rank's outputs, gather all ranks, drop sampler-padded duplicates by index."""
-        logits, y, idx = (torch.cat(t) for t in zip(*parts))
-        if self.trainer.world_size > 1:
-            logits, y, idx = (self.all_gather(t).flatten(0, 1) for t in (logits, y, idx))
-            idx, first = _unique_first(idx)
-            logits, y = logits[first], y[first]
-        order = torch.argsort(idx)
-        return logits[order], y[order]
+        return gather_without_padding(self, *(torch.cat(t) for t in zip(*parts)))
 
     def _test_priors(self, logits: torch.Tensor, known: Optional[torch.Tensor]) -> Dict[str, Any]:
         """The priors given to OT inference: known (if the DataModule has it), uniform, EM-estimated."""
@@ -302,14 +297,6 @@ def log_wandb_tables(loggers, results: Dict[str, Dict[str, Any]], class_counts: 
                 conf = settings["softmax"]["confusion"]
                 lg.log_table(key=f"test/{variant}/softmax_confusion", columns=["true", *[str(c) for c in range(n)]],
                              data=[[t, *row] for t, row in enumerate(conf)])
-
-
-def _unique_first(idx: torch.Tensor) -> tuple:
-    """Unique values of ``idx`` and the position of the first occurrence of each."""
-    uniq, inverse = torch.unique(idx, return_inverse=True)
-    first = torch.full((len(uniq),), len(idx), dtype=torch.long, device=idx.device)
-    first.scatter_reduce_(0, inverse, torch.arange(len(idx), device=idx.device), reduce="amin")
-    return uniq, first
 
 
 def write_test_results(run_dir: str, results: Dict[str, Dict[str, Any]], class_counts: Optional[List[int]],

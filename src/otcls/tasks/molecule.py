@@ -20,7 +20,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from otcls.models.gnn import MoleculeGNN
 from otcls.reporting.tables import markdown_table
-from otcls.tasks.common import build_head_from_hparams, classes_from_datamodule
+from otcls.tasks.common import build_head_from_hparams, classes_from_datamodule, gather_without_padding
 
 
 class MoleculeClassifier(L.LightningModule):
@@ -108,13 +108,16 @@ class MoleculeClassifier(L.LightningModule):
 
     # --- evaluation ------------------------------------------------------------------------
     def _collect(self, stage: str, batch) -> None:
-        self._outputs.setdefault(stage, []).append((self(batch).detach(), self.targets(batch)))
+        y = self.targets(batch)
+        idx = getattr(batch, "sample_idx", None)
+        if idx is None:  # a loader without sample indices (not MoleculeDataModule's): position in the stream
+            idx = torch.arange(len(y), device=y.device) + sum(len(part[1]) for part in self._outputs.get(stage, []))
+        self._outputs.setdefault(stage, []).append((self(batch).detach(), y, idx.view(-1)))
 
     def _gathered(self, stage: str) -> tuple:
-        logits, y = (torch.cat(t) for t in zip(*self._outputs.pop(stage)))
-        if self.trainer.world_size > 1:  # the test-set coupling and ROC-AUC need every rank's graphs
-            logits, y = (self.all_gather(t).flatten(0, 1) for t in (logits, y))
-        return logits, y
+        """Every rank's graphs once each: the test-set coupling and ROC-AUC need all of them, and a
+        DistributedSampler pads the last batch with repeats that would be scored twice."""
+        return gather_without_padding(self, *(torch.cat(t) for t in zip(*self._outputs.pop(stage))))
 
     def _rocauc(self, y: torch.Tensor, probs: torch.Tensor) -> float:
         if torch.unique(y).numel() < 2:
