@@ -69,10 +69,9 @@ def default_loggers(root: str, identity: Optional[dict] = None) -> list:
 
 def wandb_identity(cfg, subcommand: str) -> dict:
     """W&B name / group / job_type / tags of a run from its resolved config."""
-    data = cfg.get("data")
-    data_args = data.get("init_args") if data is not None and hasattr(data, "get") else None
-    data_name = str(getattr(data, "class_path", "data")).rpartition(".")[2].replace("DataModule", "")
-    imbalance = data_args.get("imbalance_factor") if data_args is not None and hasattr(data_args, "get") else None
+    data_args = init_args(cfg, "data")
+    data_name = str(getattr(cfg.get("data"), "class_path", "data")).rpartition(".")[2].replace("DataModule", "")
+    imbalance = data_args.get("imbalance_factor") if data_args is not None else None
     benchmark = data_name + (f"-IF{imbalance:g}" if isinstance(imbalance, (int, float)) else "")
     name = run_name(cfg)
     loss, seed = name.rsplit("-s", 1)
@@ -96,11 +95,18 @@ def cpu_precision_fallback(precision, accelerator) -> Optional[str]:
     return "32-true"
 
 
+def init_args(cfg, section: str):
+    """``cfg.<section>.init_args`` (a Namespace) of a subclass-mode ``model`` / ``data`` entry; None if absent."""
+    entry = cfg.get(section) if cfg is not None else None
+    args = entry.get("init_args") if entry is not None and hasattr(entry, "get") else None
+    return args if args is not None and hasattr(args, "get") else None
+
+
 def run_name(cfg) -> str:
     """``<loss>-s<seed>``: a run's identity (the model class name for models without a loss)."""
     model = cfg.get("model")
-    args = model.get("init_args") if model is not None and hasattr(model, "get") else None
-    loss = args.get("loss") if args is not None and hasattr(args, "get") else None
+    args = init_args(cfg, "model")
+    loss = args.get("loss") if args is not None else None
     if not loss:
         loss = str(getattr(model, "class_path", "model")).rpartition(".")[2] if model is not None else "model"
     return f"{loss}-s{cfg.get('seed_everything')}"
@@ -148,14 +154,12 @@ class OTCLSCLI(LightningCLI):
         """The data seed (long-tailed subsample, validation hold-out, test variants) follows
         ``seed_everything`` unless ``--data.init_args.seed`` is given, so a sweep over seeds varies both."""
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
-        data = cfg.get("data") if cfg is not None else None
-        args = data.get("init_args") if data is not None and hasattr(data, "get") else None
+        args = init_args(cfg, "data")
         seed = cfg.get("seed_everything") if cfg is not None else None
         if (not self.explicit_data_seed and args is not None and "seed" in args and isinstance(seed, int)
                 and not isinstance(seed, bool)):
             args["seed"] = seed
-        model = cfg.get("model") if cfg is not None else None
-        margs = model.get("init_args") if model is not None and hasattr(model, "get") else None
+        margs = init_args(cfg, "model")
         for key in ("init_checkpoint", "teacher_checkpoint"):
             if margs is not None and isinstance(margs.get(key), str):
                 margs[key] = resolve_checkpoint_pattern(margs[key], seed)
@@ -209,9 +213,8 @@ class OTCLSCLI(LightningCLI):
         sub = self.config.get("subcommand")
 
         def loss() -> Optional[str]:
-            model = self.config[sub].get("model") if sub else None
-            args = model.get("init_args") if model is not None and hasattr(model, "get") else None
-            return args.get("loss") if args is not None and hasattr(args, "get") else None
+            args = init_args(self.config[sub], "model") if sub else None
+            return args.get("loss") if args is not None else None
 
         asked = loss()
         super()._parse_ckpt_path()

@@ -86,7 +86,7 @@ class TransportHead(nn.Module):
             raise ValueError(f"classes {zero} have no training samples (class_counts {counts.long().tolist()}), so the "
                              "prior softmax is calibrated to is 0 there and class_bias / EM estimation would divide by "
                              "it; pass source_prior=... explicitly or train with every class present")
-        return self.loss.softmax_prior((counts / counts.sum()).to(self.class_counts.device)).double().cpu()
+        return self.loss.softmax_prior(counts / counts.sum()).double().cpu()
 
     def _prior(self, spec: PriorSpec, logits: torch.Tensor, source_prior: Optional[PriorSpec]) -> torch.Tensor:
         counts = None if self.class_counts is None else self.class_counts.double()

@@ -13,6 +13,12 @@ from otcls.losses.base import ClassificationLoss, Counts, as_counts
 from otcls.losses.registry import LOSSES
 
 
+def reweighted_prior(train_prior: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighting class j's loss by w_j makes softmax(z) ∝ w_j·p(y|x): the calibration prior π·w, normalised."""
+    q = train_prior * weights.to(train_prior)
+    return q / q.sum()
+
+
 def effective_number_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
     """Class-balanced weights of Cui et al. (2019): w_j = (1-β)/(1-β^{n_j}), rescaled so Σ_j w_j = C."""
     if not 0.0 <= beta < 1.0:
@@ -85,10 +91,7 @@ class LDAMLoss(ClassificationLoss):
 
     def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
         """With DRW on, class j is weighted by w_j: calibrated to π·w (approximately; margins ignored)."""
-        if not self.drw_active:
-            return train_prior
-        q = train_prior * self.drw_weights.to(train_prior)
-        return q / q.sum()
+        return reweighted_prior(train_prior, self.drw_weights) if self.drw_active else train_prior
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.check(logits, targets)
@@ -149,9 +152,8 @@ class ClassBalancedCE(ClassificationLoss):
         self.register_counts("weights", effective_number_weights(counts, beta))
 
     def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
-        """Weighting class j by w_j makes softmax(z) ∝ w_j·p(y|x): calibrated to π·w (≈ uniform for β → 1)."""
-        q = train_prior * self.weights.to(train_prior)
-        return q / q.sum()
+        """Calibrated to π·w (≈ uniform for β → 1), see :func:`reweighted_prior`."""
+        return reweighted_prior(train_prior, self.weights)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.check(logits, targets)
@@ -174,9 +176,8 @@ class ClassBalancedFocal(ClassificationLoss):
         self.gamma = float(gamma)
 
     def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
-        """Weighting class j by w_j makes softmax(z) ∝ w_j·p(y|x): calibrated to π·w (≈ uniform for β → 1)."""
-        q = train_prior * self.weights.to(train_prior)
-        return q / q.sum()
+        """Calibrated to π·w (≈ uniform for β → 1), see :func:`reweighted_prior`."""
+        return reweighted_prior(train_prior, self.weights)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.check(logits, targets)

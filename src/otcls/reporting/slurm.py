@@ -7,21 +7,17 @@ tests exercise this path without a cluster); ``debug`` runs them in this process
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from typing import Dict, List, Optional, Tuple
 
 CLUSTERS = ("slurm", "local", "debug")
 
 
 def run_task(cmd: List[str], run_dir: str) -> Tuple[int, float]:
-    """One array task: the Lightning run, its output in ``run_dir/output.log``; ``(exit status, seconds)``."""
-    os.makedirs(run_dir, exist_ok=True)
-    start = time.time()
-    with open(os.path.join(run_dir, "output.log"), "w") as log:
-        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
-    return rc, time.time() - start
+    """One array task: the Lightning run, as a local sweep runs it (output in ``run_dir/output.log``);
+    ``(exit status, seconds)``."""
+    from otcls.reporting.sweep import _run
+
+    return _run(cmd, run_dir, stream=False)
 
 
 def make_executor(folder: str, cluster: str, *, partition: Optional[str] = None, gpus_per_task: int = 0,
