@@ -26,6 +26,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
+from otcls.callbacks.finite_loss import FiniteLossGuard
+
 
 def wandb_run_id(root: str) -> str:
     """The run folder's W&B id (``wandb_id.txt``, made once): a later ``otcls test`` or a resumed fit of the
@@ -202,6 +204,8 @@ class OTCLSCLI(LightningCLI):
                                    monitor=monitor[0] if monitor else None, mode=monitor[1] if monitor else "min",
                                    filename="best-{epoch}-{step}" if monitor else "{epoch}-{step}")
             callbacks.append(ckpt)
+        if not any(isinstance(c, FiniteLossGuard) for c in callbacks):
+            callbacks.append(FiniteLossGuard())
         if kwargs.get("logger", trainer_cfg.get("logger")) not in (None, False):
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         kwargs["callbacks"] = callbacks
