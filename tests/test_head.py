@@ -83,6 +83,26 @@ def test_dbot_inference_respects_bounds_and_relaxes_to_softmax():
     assert torch.allclose(wide, z.softmax(1), atol=1e-12)
 
 
+def test_inference_applies_the_loss_logit_scale():
+    """A cosine head trained with LDAM (s = 30) or RE-OT with τ = 0.5: scores are softmax(s·z), not softmax(z)."""
+    x = torch.randn(10, 6, dtype=torch.float64)
+    ldam = _head(loss="ldam", classifier="cosine", scale=1.0, loss_kwargs={"s": 30.0})
+    z = ldam(x)
+    assert z.abs().max() <= 1.0
+    assert torch.allclose(ldam.predict_scores(z), (30.0 * z).softmax(1))
+    pi = torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)
+    assert torch.allclose(ldam.predict_scores(z, "class_bias", "uniform"), (30.0 * z - pi.log()).softmax(1))
+    b = torch.full((4,), 0.25, dtype=torch.float64)
+    got = ldam.predict_scores(z, "reot", "uniform", eps=1.0, tol=1e-10, max_iter=5000)
+    ref = pot.sinkhorn(np.full(10, 0.1), b.numpy(), -30.0 * z.detach().numpy(), reg=1.0, stopThr=1e-12,
+                       numItermax=100000) * 10
+    assert np.allclose(got.detach().numpy(), ref, atol=1e-7)
+    reot = _head(loss="reot", loss_kwargs={"tau": 0.5, "lam": 0.0})
+    z = reot(x)
+    assert torch.allclose(reot.predict_scores(z), (2.0 * z).softmax(1))
+    assert torch.allclose(_head().predict_scores(z), z.softmax(1))  # CE: scale 1
+
+
 def test_reverse_prior_on_unsorted_classes():
     got = reverse_prior(torch.tensor([0.1, 0.6, 0.3]))
     assert torch.allclose(got, torch.tensor([0.6, 0.1, 0.3]))

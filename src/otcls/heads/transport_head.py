@@ -84,6 +84,13 @@ class TransportHead(nn.Module):
                              "it; pass source_prior=... explicitly or train with every class present")
         return self.loss.softmax_prior(counts / counts.sum()).double().cpu()
 
+    def calibrated_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` times the loss's :attr:`~otcls.losses.base.ClassificationLoss.logit_scale`: the
+        logits whose softmax the loss fitted (a cosine classifier trained with LDAM's ``s = 30`` would
+        otherwise give near-uniform probabilities)."""
+        scale = self.loss.logit_scale
+        return logits if scale == 1.0 else logits * scale
+
     def _prior(self, spec: PriorSpec, logits: torch.Tensor, source_prior: Optional[PriorSpec]) -> torch.Tensor:
         counts = None if self.class_counts is None else self.class_counts.double()
         probs = logits.detach().double().softmax(-1) if spec == "estimated" else None
@@ -95,7 +102,8 @@ class TransportHead(nn.Module):
                        eps: float = 1.0, delta: float = 0.1, tau: float = 1.0,
                        source_prior: Optional[PriorSpec] = None, tol: Optional[float] = 1e-4,
                        max_iter: int = 5000, batch_size: Optional[int] = None, seed: int = 0) -> torch.Tensor:
-        """(n, C) class scores whose rows sum to 1 (probabilities / row-normalised coupling).
+        """(n, C) class scores whose rows sum to 1 (probabilities / row-normalised coupling), computed
+        from :meth:`calibrated_logits` (the raw logits times the loss's logit scale).
 
         ``tau`` is the τ of ``tau_norm`` and ``class_bias``; ``source_prior`` is the prior the
         softmax of these logits assumes, used by ``class_bias`` and ``estimated`` (default:
@@ -107,12 +115,13 @@ class TransportHead(nn.Module):
             raise ValueError(f"unknown inference mode '{mode}'; choose one of: {', '.join(MODES)}")
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(f"logits must have shape (n, {self.num_classes}); got {tuple(logits.shape)}")
-        if mode == "softmax":
-            return logits.softmax(-1)
         if mode == "tau_norm":
             weight = self.classifier.weight
             bias = 0.0 if self.classifier.bias is None else self.classifier.bias
-            return ((logits - bias) / weight.norm(dim=1).pow(tau)).softmax(-1)
+            return self.calibrated_logits((logits - bias) / weight.norm(dim=1).pow(tau)).softmax(-1)
+        logits = self.calibrated_logits(logits)
+        if mode == "softmax":
+            return logits.softmax(-1)
         prior = self._prior(test_prior, logits, source_prior)
         if mode == "class_bias":
             source = self.calibrated_prior(source_prior).to(logits)

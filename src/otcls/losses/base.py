@@ -58,6 +58,12 @@ class ClassificationLoss(nn.Module):
             raise ValueError(f"num_classes must be >= 1; got {num_classes}")
         self.num_classes = int(num_classes)
 
+    @property
+    def logit_scale(self) -> float:
+        """The factor the loss applies to the logits before its softmax (LDAM: ``s``; RE-OT / DB-OT:
+        ``1/τ``). Inference multiplies by it, so test-time scores are the probabilities the loss fitted."""
+        return 1.0
+
     def set_progress(self, epoch: int, max_epochs: int) -> None:  # noqa: D401 - default no-op
         """Hook for losses that change with the epoch; the default does nothing."""
 

@@ -81,6 +81,10 @@ class LDAMLoss(ClassificationLoss):
         self.drw_start = drw_start
         self.drw_active = False
 
+    @property
+    def logit_scale(self) -> float:
+        return self.s
+
     def set_progress(self, epoch: int, max_epochs: int) -> None:
         """Turn DRW on once ``epoch >= drw_start`` (fractions are scaled by ``max_epochs``)."""
         if self.drw_start is None:

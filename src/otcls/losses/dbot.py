@@ -59,6 +59,10 @@ class DBOTLoss(ClassificationLoss):
         self.tau, self.delta, self.iters = float(tau), delta, int(iters)
         self.ratio_kind, self.prior = ratio, prior
 
+    @property
+    def logit_scale(self) -> float:
+        return 1.0 / self.tau
+
     def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
         """With ``prior="counts"`` the plan carries the factor n_j (Balanced Softmax in the limit of
         non-binding bounds), so softmax(z) is calibrated to the uniform prior; without it, to π."""

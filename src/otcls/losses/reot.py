@@ -76,6 +76,10 @@ class REOTLoss(ClassificationLoss):
             raise ValueError(f"reot sharpen power must be > 0; got {value}")
         self._sharpen = float(value)
 
+    @property
+    def logit_scale(self) -> float:
+        return 1.0 / self.tau
+
     def softmax_prior(self, train_prior: torch.Tensor) -> torch.Tensor:
         """CE(z/τ + log Q) fits softmax(z/τ) ∝ p(y|x) / Q: calibrated to π / Q̄, Q̄ the expected prior
         (the batch, mix and teacher ratios average to π); uniform at λ = 1."""

@@ -220,8 +220,13 @@ class ImageClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch[0], batch[1]
-        idx = batch[2] if len(batch) > 2 else torch.arange(len(y), device=y.device) + batch_idx * len(y)
-        self._test_outputs.setdefault(dataloader_idx, []).append((self(x).detach(), y, idx))
+        parts = self._test_outputs.setdefault(dataloader_idx, [])
+        if len(batch) > 2:
+            idx = batch[2]
+        else:  # positions in loader order; counted, since a short last batch makes batch_idx * len(y) collide
+            seen = sum(len(part[1]) for part in parts)
+            idx = torch.arange(seen, seen + len(y), device=y.device)
+        parts.append((self(x).detach(), y, idx))
 
     def _gather(self, parts: List[tuple]) -> tuple:
         """Concatenate this rank's outputs, gather all ranks, drop sampler-padded duplicates by index."""
@@ -234,7 +239,8 @@ class ImageClassifier(L.LightningModule):
             priors["known"] = known
         if "estimated" in self.hparams.get("test_priors", TEST_PRIORS):
             source = self.head.calibrated_prior().to(logits.device)
-            priors["estimated"] = em_prior(logits.double().softmax(-1), source).to(logits)
+            probs = self.head.calibrated_logits(logits.double()).softmax(-1)
+            priors["estimated"] = em_prior(probs, source).to(logits)
         return priors
 
     def on_test_epoch_end(self) -> None:
