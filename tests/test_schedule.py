@@ -104,3 +104,28 @@ def test_resume_with_other_schedule_is_refused():
     sched = PriorSchedule("linear")
     with pytest.raises(ValueError, match="resume with the same schedule"):
         sched.load_state_dict({"kind": "cosine", "interval": "epoch", "lam": 0.5, "sharpen": 1.0})
+
+
+def _logged(tmp, schedule, epochs, key="lam"):
+    """Values of ``key`` in the CSV log, one per epoch (epoch interval) or per step (step interval)."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    torch.manual_seed(0)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=CSVLogger(str(tmp), name="log"),
+                         log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, callbacks=[schedule])
+    trainer.fit(_Tiny(), _loader())
+    with open(trainer.logger.experiment.metrics_file_path) as fh:
+        return [float(row[key]) for row in csv.DictReader(fh) if row.get(key)]
+
+
+def test_default_horizon_is_the_last_epoch(tmp_path):
+    # no `until`: λ reaches its end at the last epoch (max_epochs - 1), as the contrastive RE-OT configs assume
+    assert _logged(tmp_path, PriorSchedule("linear"), 4) == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+
+
+def test_default_horizon_is_the_last_step(tmp_path):
+    # 2 epochs × 4 batches: steps 0..7, λ = step / 7
+    assert _logged(tmp_path, PriorSchedule("linear", interval="step"), 2) == pytest.approx([s / 7 for s in range(8)])
