@@ -117,8 +117,10 @@ def test_resume_after_kill_continues_lambda_schedule(fmnist_root, tmp_path):
     schedule = ("trainer:\n  callbacks:\n    - class_path: otcls.callbacks.prior_schedule.PriorSchedule\n"
                 "      init_args: {kind: linear, until: 3}\n")
     killer.write_text(schedule + "    - class_path: _killer.KillAtEpoch\n      init_args: {epoch: 2}\n")
-    same = tmp_path / "schedule.yaml"  # the resumed run: same schedule, no killer
-    same.write_text(schedule)
+    same = tmp_path / "schedule.yaml"  # the resumed run: same schedule, no killer, λ recorded at train start
+    started = tmp_path / "lam_at_start.json"
+    same.write_text(schedule + f"    - class_path: tests.images._killer.RecordLambdaAtTrainStart\n"
+                               f"      init_args: {{path: {started}}}\n")
     args = [*fmnist_args(fmnist_root, run_dir, "reot_ratio"), "--trainer.max_epochs", "4",
             "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--test_after_fit", "false"]
     env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "tests", "images"), "OMP_NUM_THREADS": "1"}
@@ -127,6 +129,8 @@ def test_resume_after_kill_continues_lambda_schedule(fmnist_root, tmp_path):
     assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILLed at the start of epoch 2
     assert sorted(_lambda_by_epoch(run_dir)) == [0, 1]
     run(["fit", *args, "--config", str(same), "--ckpt_path", "last"])
+    # the checkpoint's λ (1/3, set at epoch 1) is back in the head before epoch 2 recomputes it; the config says 0
+    assert json.loads(started.read_text()) == {"lam": pytest.approx(1 / 3), "epoch": 2}
     lam = _lambda_by_epoch(run_dir)
     assert sorted(lam) == [0, 1, 2, 3]
     with open(os.path.join(run_dir, "logs", "version_1", "metrics.csv")) as fh:  # the resumed process
