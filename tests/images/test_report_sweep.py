@@ -2,11 +2,12 @@
 import json
 import math
 import os
+import statistics
 
 import pytest
 
 from otcls.reporting import report, sweep
-from otcls.reporting.results import flat_test_metrics, nest
+from otcls.reporting.results import flat_test_metrics, nest, pm
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,19 +66,34 @@ def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
         dbot = json.load(open(os.path.join(out, "runs", "dbot", f"seed{s}", "test_results.json")))
         assert dbot["init_checkpoint"] == sweep.selected_checkpoint(os.path.join(out, "runs", "ce", f"seed{s}"))
     summary = json.load(open(os.path.join(out, "summary.json")))
-    seeds = summary["methods"]["ce"]["seeds"]
-    # every number comes from the run's own test_results.json, not from the summary itself
-    for s in ("0", "1"):
-        run = json.load(open(os.path.join(out, "runs", "ce", f"seed{s}", "test_results.json")))
-        for setting in ("softmax", "reot_whole:known", "dbot:estimated"):
-            assert seeds[s]["balanced"][setting]["top1"] == pytest.approx(run["results"]["balanced"][setting]["top1"])
-    vals = [seeds[s]["balanced"]["reot_whole:known"]["top1"] for s in ("0", "1")]
-    agg = summary["methods"]["ce"]["aggregate"]["balanced"]["reot_whole:known"]["top1"]
-    assert agg["mean"] == pytest.approx(sum(vals) / 2)
-    assert agg["std"] == pytest.approx(math.sqrt(sum((v - agg["mean"]) ** 2 for v in vals)))
-    assert "| ce | balanced/reot_whole:known |" in open(os.path.join(out, "summary_full.md")).read()
+    assert sorted(summary["methods"]) == ["ce", "dbot"]
     headline = open(os.path.join(out, "summary.md")).read()
-    assert headline.startswith("# Headline") and "| ce | 2 |" in headline
+    # every number comes from the runs' own test_results.json: per seed, and mean / sample std over the seeds
+    for method in ("ce", "dbot"):
+        runs = {s: json.load(open(os.path.join(out, "runs", method, f"seed{s}", "test_results.json")))["results"]
+                for s in ("0", "1")}
+        entry = summary["methods"][method]
+        assert sorted(entry["seeds"]) == ["0", "1"]
+        for variant, settings in runs["0"].items():
+            for setting, res in settings.items():
+                if "top1" not in res:
+                    continue  # the EM prior block
+                for metric in ("top1", "many", "medium", "few"):
+                    vals = [runs[s][variant][setting][metric] for s in ("0", "1")]
+                    for s, v in zip(("0", "1"), vals):
+                        assert entry["seeds"][s][variant][setting][metric] == pytest.approx(v, nan_ok=True)
+                    agg = entry["aggregate"][variant][setting][metric]
+                    if any(math.isnan(v) for v in vals):
+                        continue
+                    assert agg["mean"] == pytest.approx(statistics.mean(vals))
+                    assert agg["std"] == pytest.approx(statistics.stdev(vals))
+        headline_top1 = [[runs[s][variant][setting]["top1"] for s in ("0", "1")]
+                         for variant in ("balanced", "lt", "reverse_lt")
+                         for setting in ("softmax", "dbot:known", "dbot:estimated")]
+        cells = [pm(statistics.mean(vals), statistics.stdev(vals)) for vals in headline_top1]
+        assert f"| {method} | 2 | " + " | ".join(cells) + " |" in headline
+    assert "| ce | balanced/reot_whole:known |" in open(os.path.join(out, "summary_full.md")).read()
+    assert headline.startswith("# Headline")
     assert os.path.isfile(os.path.join(out, "prior_shift.png"))
     assert os.path.isfile(os.path.join(out, "per_class_vs_frequency.png"))
     assert "| 0 |" in open(os.path.join(out, "learning_curves.md")).read()
