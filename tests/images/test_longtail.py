@@ -16,11 +16,12 @@ def test_standard_profile_sizes():
     assert longtail_counts(100, 4, 8, reverse=True) == [12, 25, 50, 100]
 
 
-@pytest.mark.parametrize("bad", [dict(n_max=0, num_classes=3, imbalance_factor=2),
-                                 dict(n_max=10, num_classes=0, imbalance_factor=2),
-                                 dict(n_max=10, num_classes=3, imbalance_factor=0.5)])
-def test_profile_rejects_bad_input(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad,message", [(dict(n_max=0, num_classes=3, imbalance_factor=2), "n_max must be >= 1, got 0"),
+                                         (dict(n_max=10, num_classes=0, imbalance_factor=2), "num_classes must be >= 1, got 0"),
+                                         (dict(n_max=10, num_classes=3, imbalance_factor=0.5),
+                                          r"imbalance_factor must be >= 1 \(n_max / n_min\), got 0.5")])
+def test_profile_rejects_bad_input(bad, message):
+    with pytest.raises(ValueError, match=message):
         longtail_counts(**bad)
 
 
