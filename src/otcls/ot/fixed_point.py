@@ -2,11 +2,12 @@
 
 A solver is a map ``z -> step(z)`` on a state tensor ``z`` of shape ``(B, k)`` (log-scalings)
 plus ``error(z) -> (B,)``. Each problem stops at its own tolerance (its rows of ``z`` are frozen
-by a mask); the error is computed every ``check_every`` steps so the loop does not synchronise
-with the device at every step.
+by a mask); the error is computed at checks at most ``check_every`` steps apart, each costing one
+device synchronisation, so the loop does not synchronise with the device at every step.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -41,27 +42,58 @@ def check_options(tol: Optional[float], max_iter: int, check_every: int, grad: s
 
 def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor], *,
             tol: Optional[float], max_iter: int, check_every: int) -> Trace:
-    """Run ``step`` until every problem's error is <= tol (or ``max_iter``); ``tol=None`` runs all."""
+    """Run ``step`` until every problem's error is <= tol (or ``max_iter``); ``tol=None`` runs all.
+
+    Each problem is checked on its own schedule: first after ``check_every`` steps, then at the step
+    where its observed linear rate ``(err / err_prev)^(1 / steps)`` predicts ``err <= tol``, at most
+    ``check_every`` steps later. A problem's schedule depends on its own errors only, so it stops at
+    the same step alone or in any batch. The host reads one number per check (the next check's
+    step), never one per step.
+    """
     B = z0.shape[0]
     z = z0
-    active = torch.ones(B, dtype=torch.bool, device=z0.device)
-    n_iter = torch.zeros(B, dtype=torch.long, device=z0.device)
+    device = z0.device
+    active = torch.ones(B, dtype=torch.bool, device=device)
+    n_iter = torch.zeros(B, dtype=torch.long, device=device)
+    due_at = torch.full((B,), min(check_every, max_iter), dtype=torch.long, device=device)
+    last_err = torch.full((B,), torch.nan, dtype=z0.dtype, device=device)
+    last_at = torch.zeros(B, dtype=torch.long, device=device)
     history = []
+    next_check = min(check_every, max_iter)
     for it in range(1, max_iter + 1):
         z_new = step(z)
         z = torch.where(active[:, None], z_new, z) if tol is not None else z_new
         n_iter = n_iter + active
-        if tol is not None and (it % check_every == 0 or it == max_iter):
-            err = error(z).detach()
-            history.append(err)
-            active = active & ~(err <= tol)
-            if not bool(active.any()):
-                break
+        if tol is None or it != next_check:
+            continue
+        err = error(z).detach()
+        history.append(err)
+        due = active & (due_at == it)
+        done = due & (err <= tol)
+        active = active & ~done
+        due_at = torch.where(due, it + _steps_to_tol(err, last_err, it - last_at, tol, check_every), due_at)
+        due_at = due_at.clamp_max(max_iter)
+        last_err = torch.where(due, err, last_err)
+        last_at = torch.where(due, torch.full_like(last_at, it), last_at)
+        upcoming = int(torch.where(active, due_at, torch.full_like(due_at, max_iter + 1)).min())
+        if upcoming > max_iter:
+            break
+        next_check = upcoming
     err = error(z).detach() if not history or tol is None else history[-1]
     if not history:
         history.append(err)
     converged = err <= tol if tol is not None else torch.isfinite(err)
     return Trace(z, n_iter, err, converged, torch.stack(history))
+
+
+def _steps_to_tol(err: torch.Tensor, last_err: torch.Tensor, steps: torch.Tensor, tol: float,
+                  cap: int) -> torch.Tensor:
+    """Steps until ``err <= tol`` at the rate seen since the last check, in ``[1, cap]`` (``cap``
+    without a previous check or without a contracting rate)."""
+    log_rate = (torch.log(err) - torch.log(last_err)) / steps.clamp_min(1)
+    predicted = torch.ceil((math.log(tol) - torch.log(err)) / log_rate)
+    usable = torch.isfinite(predicted) & (log_rate < 0)
+    return torch.where(usable, predicted, torch.full_like(predicted, cap)).clamp(1, cap).long()
 
 
 def warn_if_not_converged(trace: Trace, tol: Optional[float], max_iter: int, method: str, what: str) -> None:

@@ -5,6 +5,7 @@ the solvers can assume clean, batched, finite tensors.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -17,13 +18,19 @@ def _as_tensor(x, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(x, dtype=like.dtype, device=like.device)
 
 
+def _extremes(x: torch.Tensor):
+    """``(min, max)`` of ``x`` in one pass; NaN if any entry is NaN (several times faster than ``isfinite``)."""
+    lo, hi = torch.aminmax(x.detach())
+    return float(lo), float(hi)
+
+
 def _check_finite_nonneg(name: str, x: torch.Tensor, allow_inf: bool = False) -> None:
-    bad = torch.isnan(x) if allow_inf else ~torch.isfinite(x)
-    if bad.any():
+    lo, hi = _extremes(x)
+    if math.isnan(lo) or (not allow_inf and math.isinf(hi)):
         raise ValueError(f"{name} contains {'NaN' if allow_inf else 'NaN or inf'} values; "
                          f"every entry must be a finite number")
-    if (x < 0).any():
-        raise ValueError(f"{name} has negative entries (min {x.min().item():.3g}); "
+    if lo < 0:
+        raise ValueError(f"{name} has negative entries (min {lo:.3g}); "
                          f"masses, bounds and priors must be >= 0")
 
 
@@ -100,7 +107,7 @@ class LinearProblem:
         B, n, m = cost.shape
         if n == 0 or m == 0:
             raise ValueError(f"cost has an empty dimension: shape {tuple(cost.shape)}")
-        if not torch.isfinite(cost).all():
+        if not all(math.isfinite(v) for v in _extremes(cost)):
             raise ValueError("cost contains NaN or inf; costs must be finite (mask entries with a zero prior instead)")
 
         eps_t = _as_tensor(eps, cost)

@@ -28,6 +28,7 @@ from ._lse import col_lse, l1_violation, row_lse
 from .fixed_point import solve_fixed_point, warn_if_not_converged
 from .problem import LinearProblem
 from .result import OTResult
+from .scaling import ScalingKernel
 
 
 class _AbsorbedStep:
@@ -157,25 +158,23 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
 
 def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
              check_every: int = 10, grad: str = "autodiff", beta0: Optional[torch.Tensor] = None) -> OTResult:
-    """Scaling-domain Sinkhorn (matrix products with ``K``); raises if ``K`` under/overflows."""
-    log_k = p.log_kernel
-    K = log_k.exp()
-    if not bool((K.sum(-1) > 0).all()) or not bool(torch.isfinite(K).all()):
-        raise FloatingPointError(
-            f"exp(-C/eps) under/overflows at eps={p.eps.min().item():.3g}: use method='sinkhorn_log'")
+    """Scaling-domain Sinkhorn (matrix products with the row-shifted ``K``); raises if it under/overflows.
+
+    Safe when :func:`otcls.ot.domain.scaling_safe` holds, which is when ``solve(method="auto")`` picks it.
+    """
+    with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
+        kernel = ScalingKernel(p.log_kernel, p.a)
+    cols = p.b > 0
+    log_b = torch.where(cols, torch.log(torch.where(cols, p.b, torch.ones_like(p.b))), torch.full_like(p.b, -torch.inf))
     mass = p.a.sum(-1)
 
-    def u_of(beta):
-        return p.a / _matvec(K, beta.exp())
-
-    def kt_u(beta):
-        return _vecmat(u_of(beta), K)
-
     def step(beta):
-        return torch.log(p.b) - torch.log(kt_u(beta))
+        _, _, t = kernel.half_steps(beta)
+        return torch.where(cols, log_b - torch.log(torch.where(cols, t, torch.ones_like(t))), log_b)
 
     def error(beta):
-        return (beta.exp() * kt_u(beta) - p.b).abs().sum(-1) / mass
+        v, _, t = kernel.half_steps(beta)
+        return (v * t - p.b).abs().sum(-1) / mass
 
     beta0 = p.initial_beta() if beta0 is None else beta0
     trace = solve_fixed_point(step, beta0, error, tol=tol, max_iter=max_iter, check_every=check_every,
@@ -183,11 +182,7 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
     warn_if_not_converged(trace, tol, max_iter, "sinkhorn", "column marginal")
     if not bool(torch.isfinite(trace.error).all()):
         raise FloatingPointError("scaling-domain Sinkhorn produced inf/NaN (eps too small for exp(-C/eps)); "
-                                 "use method='sinkhorn_log'")
+                                 "use method='sinkhorn_log' or 'auto'")
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
-        beta = trace.z
-        v = beta.exp()
-        s = _matvec(K, v)
-        plan = (p.a / s)[:, :, None] * K * v[:, None, :]
-        log_a, _, _, _ = log_marginals(p)
-        return make_result(p, log_k, log_a - torch.log(s), beta, trace, "sinkhorn", plan=plan)
+        alpha, plan = kernel.plan(trace.z)
+        return make_result(p, None, alpha, trace.z, trace, "sinkhorn", plan=plan)

@@ -5,7 +5,10 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from .dbot import dbot_ascent, dbot_cyclic, dbot_dykstra, dbot_three_scaling
+from .chunking import chunk_size as auto_chunk_size
+from .chunking import concat, subproblem
+from .dbot import dbot_ascent, dbot_ascent_scaling, dbot_cyclic, dbot_dykstra, dbot_three_scaling
+from .domain import scaling_safe
 from .fixed_point import check_options
 from .problem import LinearProblem
 from .result import OTResult
@@ -14,16 +17,18 @@ from .sinkhorn import sinkhorn, sinkhorn_log
 
 SOLVERS: Dict[str, Dict[str, Callable[..., OTResult]]] = {
     "balanced": {"sinkhorn_log": sinkhorn_log, "sinkhorn": sinkhorn},
-    "bounded": {"dbot_ascent": dbot_ascent, "dbot_three_scaling": dbot_three_scaling,
-                "dbot_dykstra": dbot_dykstra, "dbot_cyclic": dbot_cyclic},
+    "bounded": {"dbot_ascent": dbot_ascent, "dbot_ascent_scaling": dbot_ascent_scaling,
+                "dbot_three_scaling": dbot_three_scaling, "dbot_dykstra": dbot_dykstra, "dbot_cyclic": dbot_cyclic},
     "semi_relaxed": {"semi_relaxed": semi_relaxed},
 }
-DEFAULT_METHOD = {"balanced": "sinkhorn_log", "bounded": "dbot_ascent", "semi_relaxed": "semi_relaxed"}
+# method="auto": (scaling domain where it is safe, log domain elsewhere)
+AUTO_METHODS = {"balanced": ("sinkhorn", "sinkhorn_log"), "bounded": ("dbot_ascent_scaling", "dbot_ascent"),
+                "semi_relaxed": ("semi_relaxed", "semi_relaxed")}
 
 
 def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: str = "auto",
           tol: Optional[float] = 1e-6, max_iter: int = 1000, grad: str = "autodiff",
-          check_every: int = 10, init_g=None) -> OTResult:
+          check_every: int = 10, init_g=None, chunk_size: Optional[int] = None) -> OTResult:
     r"""Solve entropic OT, RE-OT or DB-OT, batched and differentiable.
 
     .. math::
@@ -43,8 +48,12 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         prior: RE-OT prior ``Q`` ``(n, m)`` or ``(B, n, m)``, ``>= 0``.
         lower, upper: DB-OT column bounds ``(m,)`` or ``(B, m)``; either may be None (0 / +inf).
         method: ``"auto"`` or a solver name: ``sinkhorn_log``, ``sinkhorn`` (balanced);
-            ``dbot_ascent``, ``dbot_three_scaling``, ``dbot_dykstra``, ``dbot_cyclic``
-            (bounded; the last is not optimal); ``semi_relaxed``.
+            ``dbot_ascent``, ``dbot_ascent_scaling``, ``dbot_three_scaling``, ``dbot_dykstra``,
+            ``dbot_cyclic`` (bounded; the last is not optimal); ``semi_relaxed``. ``"auto"`` takes,
+            per problem, the scaling-domain solver (``sinkhorn``, ``dbot_ascent_scaling``) when the
+            kernel's range keeps its iteration finite in this dtype (:mod:`otcls.ot.domain`), else
+            the log-domain one (``sinkhorn_log``, ``dbot_ascent``); ``result.method`` names the
+            choice (``"a+b"`` when a batch used both).
         tol: stop a problem when its relative marginal/bound violation is ``<= tol``; ``None``
             runs exactly ``max_iter`` iterations (e.g. a fixed-``k`` loss) without warning.
         max_iter: iteration cap; hitting it with ``tol`` set raises :class:`OTConvergenceWarning`.
@@ -53,6 +62,9 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         check_every: iterations between convergence checks.
         init_g: warm start, column potentials ``g`` ``(m,)`` or ``(B, m)`` in cost units (e.g. the
             ``g`` of a previous result on a nearby problem); ignored by the closed form.
+        chunk_size: problems solved together; each chunk iterates to its own convergence. Default:
+            as many as keep their kernels in the CPU cache (:mod:`otcls.ot.chunking`); the whole
+            batch on other devices.
 
     Returns:
         :class:`OTResult` (plan, potentials ``f``, ``g``, ``n_iter``, ``error``, ``converged``, ``errors``).
@@ -62,15 +74,39 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
             unequal masses for balanced OT, infeasible bounds, unknown method.
     """
     check_options(tol, max_iter, check_every, grad)
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1 (or None for automatic), got {chunk_size}")
     problem = LinearProblem.build(cost, a, b, eps=eps, prior=prior, lower=lower, upper=upper)
     kind = problem.kind
-    name = DEFAULT_METHOD[kind] if method == "auto" else method
-    if name not in SOLVERS[kind]:
+    if method != "auto" and method not in SOLVERS[kind]:
         raise ValueError(f"method {method!r} does not solve a {kind} problem; choose 'auto' or one of "
                          f"{sorted(SOLVERS[kind])}")
+    B, n, m = problem.cost.shape
     beta0 = problem.initial_beta(init_g)
-    result = SOLVERS[kind][name](problem, tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad,
-                                 beta0=beta0)
+    options = dict(tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad)
+    if method == "auto" and kind != "semi_relaxed":
+        scaling, log = AUTO_METHODS[kind]
+        safe = scaling_safe(problem)
+        groups = [(name, torch.nonzero(mask).flatten()) for name, mask in ((scaling, safe), (log, ~safe))]
+        groups = [(name, idx) for name, idx in groups if len(idx)]
+    else:
+        groups = [(AUTO_METHODS[kind][0] if method == "auto" else method, None)]
+    size = int(chunk_size) if chunk_size is not None else auto_chunk_size(n, m, problem.cost.dtype,
+                                                                            problem.cost.device)
+    if len(groups) == 1 and B <= size:
+        result = SOLVERS[kind][groups[0][0]](problem, beta0=beta0, **options)
+    elif len(groups) == 1:
+        solver = SOLVERS[kind][groups[0][0]]
+        parts = [solver(subproblem(problem, slice(s, s + size)), beta0=beta0[s:s + size], **options)
+                 for s in range(0, B, size)]
+        result = concat(parts, None, problem)
+    else:
+        parts, order = [], []
+        for name, idx in groups:
+            for chunk in idx.split(size):
+                parts.append(SOLVERS[kind][name](subproblem(problem, chunk), beta0=beta0[chunk], **options))
+                order.append(chunk)
+        result = concat(parts, torch.cat(order), problem)
     if tol is not None and problem.prior is not None and problem.b is not None:
         _raise_if_prior_support_infeasible(problem, result)
     return result
