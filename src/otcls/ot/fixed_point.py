@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Protocol
 
 import torch
 
@@ -40,15 +40,31 @@ def check_options(tol: Optional[float], max_iter: int, check_every: int, grad: s
         raise ValueError(f"check_every must be >= 1, got {check_every}")
 
 
+class Guard(Protocol):
+    """A step whose state can leave the range of its dtype between checks (an absorbed kernel).
+
+    ``probe(z, err)`` returns a 1-D device tensor whose first entry is non-zero when the steps since the
+    last check went out of range; ``settle(values)`` reads it on the host and returns False in that case,
+    after which the loop replays those steps from the last check with ``careful = True`` (the step then
+    verifies itself at every step).
+    """
+
+    careful: bool
+
+    def probe(self, z: torch.Tensor, err: Optional[torch.Tensor]) -> torch.Tensor: ...
+
+    def settle(self, values: List[float]) -> bool: ...
+
+
 def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor], *,
-            tol: Optional[float], max_iter: int, check_every: int) -> Trace:
+            tol: Optional[float], max_iter: int, check_every: int, guard: Optional[Guard] = None) -> Trace:
     """Run ``step`` until every problem's error is <= tol (or ``max_iter``); ``tol=None`` runs all.
 
     Each problem is checked on its own schedule: first after ``check_every`` steps, then at the step
     where its observed linear rate ``(err / err_prev)^(1 / steps)`` predicts ``err <= tol``, at most
     ``check_every`` steps later. A problem's schedule depends on its own errors only, so it stops at
-    the same step alone or in any batch. The host reads one number per check (the next check's
-    step), never one per step.
+    the same step alone or in any batch. The host reads one small tensor per check (the next check's
+    step and the guard's probe), never one per step.
     """
     B = z0.shape[0]
     z = z0
@@ -59,26 +75,42 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     last_err = torch.full((B,), torch.nan, dtype=z0.dtype, device=device)
     last_at = torch.zeros(B, dtype=torch.long, device=device)
     history = []
+    saved = (0, z, n_iter)
     next_check = min(check_every, max_iter)
-    for it in range(1, max_iter + 1):
+    it = 0
+    while it < max_iter:
+        it += 1
         z_new = step(z)
         z = torch.where(active[:, None], z_new, z) if tol is not None else z_new
         n_iter = n_iter + active
-        if tol is None or it != next_check:
+        if it != next_check:
             continue
-        err = error(z).detach()
-        history.append(err)
+        err = error(z).detach() if tol is not None else None
+        probe = guard.probe(z, err) if guard is not None else z.new_zeros(0)
+        if tol is None:
+            if guard is not None and not guard.settle(probe.tolist()):
+                it, z, n_iter = saved
+                continue
+            saved = (it, z, n_iter)
+            next_check = min(it + check_every, max_iter)
+            continue
         due = active & (due_at == it)
-        done = due & (err <= tol)
-        active = active & ~done
-        due_at = torch.where(due, it + _steps_to_tol(err, last_err, it - last_at, tol, check_every), due_at)
-        due_at = due_at.clamp_max(max_iter)
+        new_active = active & ~(due & (err <= tol))
+        new_due_at = torch.where(due, it + _steps_to_tol(err, last_err, it - last_at, tol, check_every), due_at)
+        new_due_at = new_due_at.clamp_max(max_iter)
+        upcoming = torch.where(new_active, new_due_at, torch.full_like(new_due_at, max_iter + 1)).min()
+        values = torch.cat([upcoming.to(z.dtype).reshape(1), probe.to(z.dtype)]).tolist()
+        if guard is not None and not guard.settle(values[1:]):
+            it, z, n_iter = saved
+            continue
+        saved = (it, z, n_iter)
+        history.append(err)
+        active, due_at = new_active, new_due_at
         last_err = torch.where(due, err, last_err)
         last_at = torch.where(due, torch.full_like(last_at, it), last_at)
-        upcoming = int(torch.where(active, due_at, torch.full_like(due_at, max_iter + 1)).min())
-        if upcoming > max_iter:
+        if values[0] > max_iter:
             break
-        next_check = upcoming
+        next_check = int(values[0])
     err = error(z).detach() if not history or tol is None else history[-1]
     if not history:
         history.append(err)
@@ -109,7 +141,8 @@ def warn_if_not_converged(trace: Trace, tol: Optional[float], max_iter: int, met
 
 def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor], *,
                       tol: Optional[float], max_iter: int, check_every: int, grad: str,
-                      shift_invariant: bool = False, exact_step: Optional[Step] = None) -> Trace:
+                      shift_invariant: bool = False, exact_step: Optional[Step] = None,
+                      guard: Optional[Guard] = None) -> Trace:
     """Iterate to the fixed point and attach gradients according to ``grad``.
 
     * ``autodiff``: backpropagate through every unrolled step (memory grows with iterations).
@@ -122,12 +155,12 @@ def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tenso
     ``shift_invariant``: ``T(z + c·1) = T(z) + c·1`` (balanced Sinkhorn); the adjoint is then
     kept orthogonal to ``1``, the direction along which ``I - Jᵀ`` is singular.
     ``exact_step``: a stateless implementation of the same map, used for the implicit step when
-    ``step`` keeps a cache (e.g. an absorbed kernel) built without a graph.
+    ``step`` keeps a cache (e.g. an absorbed kernel) built without a graph. ``guard``: see :class:`Guard`.
     """
     if grad == "autodiff":
-        return iterate(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every)
+        return iterate(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every, guard=guard)
     with torch.no_grad():
-        trace = iterate(step, z0.detach(), error, tol=tol, max_iter=max_iter, check_every=check_every)
+        trace = iterate(step, z0.detach(), error, tol=tol, max_iter=max_iter, check_every=check_every, guard=guard)
     if grad == "detach" or not torch.is_grad_enabled():
         return trace
     exact_step = exact_step or step

@@ -19,6 +19,7 @@ scaling algorithms for entropy regularized transport problems", SIAM J. Sci. Com
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -35,7 +36,12 @@ class _AbsorbedStep:
     """One Sinkhorn step ``beta -> log b - log Kᵀ(a / K e^beta)`` through an absorbed kernel.
 
     The half-steps of the last state seen are cached (by identity), so the convergence check of
-    a state and the step that follows it share their two matrix products.
+    a state and the step that follows it share their two matrix products. Between convergence
+    checks the step does not synchronise with the device: it records on the device whether a step
+    left the range (non-finite scalings) and how far the scalings drifted, and the loop reads that
+    at the check (:class:`~otcls.ot.fixed_point.Guard`): drift past ``threshold`` re-absorbs, a step out
+    of range makes the loop replay the steps since the last check with ``careful`` set, where every
+    step checks itself and falls back to an exact log-sum-exp step.
     """
 
     def __init__(self, log_k, log_a, log_b, threshold: float):
@@ -45,7 +51,13 @@ class _AbsorbedStep:
         self.a = log_a.exp()
         self.kernel = None
         self.stale = True
+        self.careful = False
         self._cache = (None, None)
+        self._watch()
+
+    def _watch(self):
+        self.bad = torch.zeros((), dtype=torch.bool, device=self.log_a.device)
+        self.drift = torch.zeros((), dtype=self.log_a.dtype, device=self.log_a.device)
 
     def _absorb(self, beta):
         # alpha~ from an exact row update, so every row of K~ sums to a_i: no row underflows.
@@ -58,7 +70,7 @@ class _AbsorbedStep:
         """``v = e^(beta - beta~)``, ``s = K~ v``, ``u = a / s`` and ``t = K~ᵀ u`` (absorbed units)."""
         if self._cache[0] is beta:
             return self._cache[1]
-        if self.stale or _spread(beta - self.beta_abs, not self.all_cols) > self.threshold:
+        if self.stale or (self.careful and float(_spread(beta - self.beta_abs, not self.all_cols)) > self.threshold):
             self._absorb(beta)
         v = torch.exp(beta - self.beta_abs) if self.all_cols else _exp_ratio(beta, self.beta_abs)
         s = _matvec(self.kernel, v)
@@ -85,14 +97,37 @@ class _AbsorbedStep:
         v, _, _, t = self._half_steps(beta)
         return (v * t - b).abs().sum(-1)
 
+    def probe(self, beta, err):
+        """Device tensor ``[out of range, drift of u, drift of v]`` since the last check."""
+        bad = self.bad if err is None else self.bad | ~torch.isfinite(err).all()
+        drift_v = _spread(beta - self.beta_abs, not self.all_cols)
+        return torch.stack([bad.to(self.drift.dtype), self.drift, drift_v])
+
+    def settle(self, values) -> bool:
+        """Host side of :meth:`probe`: re-absorb after a drift; False (replay carefully) after a step out of range."""
+        bad, drift_u, drift_v = values
+        self._watch()
+        if bad or not math.isfinite(drift_u + drift_v):
+            self.careful, self.stale, self._cache = True, True, (None, None)
+            return False
+        self.careful = False
+        self.stale = self.stale or max(drift_u, drift_v) > self.threshold
+        return True
+
     def __call__(self, beta):
         v, s, u, t = self._half_steps(beta)
         beta_new = self.log_b - torch.log(t) + self.beta_abs
-        if not bool(torch.isfinite(beta_new if self.all_cols else beta_new[self.cols]).all()):
+        live = beta_new if self.all_cols else torch.where(self.cols, beta_new, torch.zeros_like(beta_new))
+        if not self.careful:
+            self.bad = self.bad | ~torch.isfinite(live).all()
+            self.drift = torch.maximum(self.drift, _spread(torch.log(u.detach()), not self.all_rows))
+        elif not bool(torch.isfinite(live).all()):
             # a row or column of K~ underflowed: take the exact step and re-absorb next time
             self.stale = True
             return self.log_b - col_lse(self.log_k, self.log_a - row_lse(self.log_k, beta))
-        self.stale = _spread(torch.log(u.detach()), not self.all_rows) > self.threshold  # row scalings drifted: re-absorb next step
+        else:
+            # row scalings drifted: re-absorb next step
+            self.stale = float(_spread(torch.log(u.detach()), not self.all_rows)) > self.threshold
         return beta_new if self.all_cols else torch.where(self.cols, beta_new, self.log_b)
 
 
@@ -107,12 +142,13 @@ def _vecmat(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return torch.bmm(u.unsqueeze(1), K).squeeze(1)
 
 
-def _spread(x: torch.Tensor, exact_zeros: bool) -> float:
-    """``max |x|`` over finite entries; ``exact_zeros``: some entries are ``±inf`` (dead rows/columns)."""
+def _spread(x: torch.Tensor, exact_zeros: bool) -> torch.Tensor:
+    """``max |x|`` over finite entries (a device scalar); ``exact_zeros``: some entries are ``±inf``
+    (dead rows/columns)."""
     x = x.detach().abs()
     if exact_zeros:
         x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
-    return float(x.max()) if x.numel() else 0.0
+    return x.amax() if x.numel() else x.new_zeros(())
 
 
 def _exp_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -139,14 +175,15 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
 
     def error(beta):
         err = step.column_error(beta, p.b) / mass
-        if bool(torch.isfinite(err).all()):
+        # between careful steps the absorbed kernel may have underflowed: measure exactly then
+        if not step.careful or bool(torch.isfinite(err).all()):
             return err
         return l1_violation(beta + col_lse(log_k, alpha_of(beta)), p.b) / mass
 
     beta0 = p.initial_beta() if beta0 is None else beta0
     trace = solve_fixed_point(step, beta0, error, tol=tol,
                               max_iter=max_iter, check_every=check_every, grad=grad, shift_invariant=True,
-                              exact_step=exact_step)
+                              exact_step=exact_step, guard=step)
     warn_if_not_converged(trace, tol, max_iter, "sinkhorn_log", "column marginal")
     if grad == "detach" or not torch.is_grad_enabled():
         with torch.no_grad():
