@@ -7,7 +7,7 @@ from otcls.ot import solve
 
 from .reference import dbot_objective, entropic_dbot_cvxpy, random_problem
 
-EXACT = ["dbot_ascent", "dbot_three_scaling", "dbot_dykstra"]
+EXACT = ["dbot_ascent", "dbot_ascent_scaling", "dbot_three_scaling", "dbot_dykstra"]
 
 
 @pytest.fixture(scope="module")

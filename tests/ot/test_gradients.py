@@ -25,7 +25,8 @@ def test_autodiff_gradcheck(kind):
 
 
 @pytest.mark.parametrize("kind,method", [("balanced", "sinkhorn_log"), ("balanced", "sinkhorn"),
-                                         ("bounded", "dbot_ascent"), ("bounded", "dbot_three_scaling")])
+                                         ("bounded", "dbot_ascent"), ("bounded", "dbot_ascent_scaling"),
+                                         ("bounded", "dbot_three_scaling")])
 def test_implicit_gradient_equals_unrolled_at_convergence(kind, method):
     C, a, b = random_problem(9, 5, 32)
     kw = dict(b=b) if kind == "balanced" else dict(lower=0.85 * b, upper=1.15 * b)

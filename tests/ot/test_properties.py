@@ -31,7 +31,7 @@ def test_balanced_marginals(shape, eps, seed):
 
 @settings(max_examples=25, deadline=None, derandomize=True, database=None)
 @given(shape=shapes, eps=st.floats(0.1, 5.0), width=st.floats(0.0, 0.9), seed=st.integers(0, 10_000),
-       method=st.sampled_from(["dbot_ascent", "dbot_three_scaling", "dbot_dykstra"]))
+       method=st.sampled_from(["dbot_ascent", "dbot_ascent_scaling", "dbot_three_scaling", "dbot_dykstra"]))
 def test_bounded_rows_and_bounds(shape, eps, width, seed, method):
     """Rows are exact; the reported error is the true bound violation; converged ⇒ bounds hold.
 

@@ -57,12 +57,14 @@ def kernel_log_range(p: LinearProblem) -> torch.Tensor:
 
 
 def scaling_margin(p: LinearProblem) -> torch.Tensor:
-    """``½ log(1/tiny) - R - spreads - log max(n, m)`` per problem; ``>= 0`` means the scaling domain is safe."""
+    """``½ log(1/tiny) - R - spreads - log max(n, m)`` per problem; ``>= 0`` means the scaling domain is safe.
+
+    For DB-OT the column spread is that of the bounds together (the column sums can be anywhere between).
+    """
     n, m = p.cost.shape[-2:]
-    cols = p.b if p.b is not None else p.lower if p.lower is not None else None
-    spreads = _spread(p.a.detach()) + _spread(cols.detach() if cols is not None else None).to(p.a.device)
-    if p.b is None and p.upper is not None:
-        spreads = spreads + _spread(p.upper.detach())
+    bounds = [x.detach() for x in (p.b, p.lower, p.upper) if x is not None]
+    cols = _spread(torch.cat(bounds, -1)) if bounds else torch.zeros(())
+    spreads = _spread(p.a.detach()) + cols.to(p.a.device)
     return safe_log_range(p.cost.dtype) - kernel_log_range(p) - spreads - math.log(max(n, m))
 
 
