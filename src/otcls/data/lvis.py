@@ -13,10 +13,18 @@ writes a small offline set in this same layout.
 
 Labels: LVIS category ids are mapped to contiguous labels ``1..K`` in sorted id order; label
 ``0`` is reserved for torchvision's background class.
+
+Class counts (the long-tail losses' prior) are counted from the annotations of the training images
+actually used (all of them, or the first ``max_train_images``): ``instance_count`` counts boxes (what
+the box classifier sees), ``image_count`` counts images (how LVIS defines its rare / common /
+frequent groups). When every training image is used they must equal the JSON's own fields, which is
+checked. ``count_source: json`` takes the JSON fields instead.
 """
 from __future__ import annotations
 
 import os
+import warnings
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import lightning as L
@@ -24,11 +32,26 @@ import numpy as np
 import torch
 from lvis import LVIS
 from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import v2
 
 HOW_TO_GET = ("download the LVIS v1 annotations (https://www.lvisdataset.org/dataset) and the COCO-2017 "
               "train/val images, or write the offline demo set with 'otcls make-lvis-demo --out data/lvis_demo'")
 COUNT_FIELDS = ("instance_count", "image_count")
+COUNT_SOURCES = ("annotations", "json")
+
+
+def category_counts(lvis: LVIS, image_ids: Sequence[int], category_ids: Sequence[int], field: str) -> List[int]:
+    """Per category (in ``category_ids`` order): its instances (``instance_count``) or the images that
+    contain it (``image_count``) among ``image_ids``' annotations, as LVIS defines those fields."""
+    if field not in COUNT_FIELDS:
+        raise ValueError(f"count field must be one of {COUNT_FIELDS}, got '{field}'")
+    counts: Counter = Counter()
+    for img_id in image_ids:
+        cats = [a["category_id"] for a in lvis.img_ann_map.get(img_id, [])]
+        counts.update(cats if field == "instance_count" else set(cats))
+    return [int(counts[c]) for c in category_ids]
 
 
 def image_path(image_root: str, img: Dict) -> str:
@@ -47,16 +70,20 @@ class LVISDetection(Dataset):
     """One LVIS split: ``(image float (3,H,W) in [0,1], target)``.
 
     ``target``: ``boxes`` (n,4) xyxy float, ``labels`` (n,) int64 in ``1..K``, ``masks`` (n,H,W) uint8,
-    ``image_id`` int. Annotations with a box narrower than one pixel are dropped.
+    ``image_id`` int. Annotations with a box narrower than one pixel are dropped. ``hflip``: probability
+    of flipping image, boxes and masks together (training augmentation; torchvision v2 transforms).
     """
 
     def __init__(self, lvis: LVIS, image_root: str, cat_to_label: Dict[int, int],
-                 image_ids: Optional[Sequence[int]] = None, skip_empty: bool = False) -> None:
+                 image_ids: Optional[Sequence[int]] = None, skip_empty: bool = False, hflip: float = 0.0) -> None:
+        if not 0.0 <= hflip <= 1.0:
+            raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
         self.lvis, self.image_root, self.cat_to_label = lvis, image_root, cat_to_label
         ids = sorted(lvis.get_img_ids()) if image_ids is None else list(image_ids)
         if skip_empty:
             ids = [i for i in ids if lvis.img_ann_map[i]]
         self.image_ids = ids
+        self.flip = v2.RandomHorizontalFlip(hflip) if hflip > 0 else None
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -78,6 +105,12 @@ class LVISDetection(Dataset):
         labels = torch.tensor([self.cat_to_label[a["category_id"]] for a in anns], dtype=torch.int64)
         masks = (torch.from_numpy(np.stack([self.lvis.ann_to_mask(a) for a in anns])).to(torch.uint8)
                  if anns else torch.zeros((0, h, w), dtype=torch.uint8))
+        if self.flip is not None:
+            image, boxes, masks = self.flip(tv_tensors.Image(image),
+                                            tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+                                            tv_tensors.Mask(masks))
+            image, boxes, masks = image.as_subclass(torch.Tensor), boxes.as_subclass(torch.Tensor), \
+                masks.as_subclass(torch.Tensor)
         return image, {"boxes": boxes, "labels": labels, "masks": masks, "image_id": img_id}
 
 
@@ -88,25 +121,34 @@ class LVISDataModule(L.LightningDataModule):
         root: folder holding ``annotations/`` and ``coco/`` (see module doc).
         train_json / val_json / image_root: paths relative to ``root`` (or absolute).
         batch_size / eval_batch_size / num_workers: loader settings.
-        count_field: category field used as class counts for the long-tail losses,
-            ``instance_count`` (boxes, what the box classifier sees) or ``image_count``.
+        count_field: what the long-tail losses' class counts count, ``instance_count`` (boxes, what the
+            box classifier sees) or ``image_count`` (images containing the category).
+        count_source: ``annotations`` (counted on the training images used; checked against the JSON
+            fields when all are used) or ``json`` (the JSON's field, i.e. the full training set).
+        hflip: horizontal-flip probability of training images, boxes and masks (0.5 in the standard
+            Mask R-CNN LVIS recipe; 0 turns augmentation off).
         max_train_images / max_val_images: keep the first N images (sorted ids) for quick runs.
     """
 
     def __init__(self, root: str = "data/lvis_demo", train_json: str = "annotations/lvis_v1_train.json",
                  val_json: str = "annotations/lvis_v1_val.json", image_root: str = "coco", batch_size: int = 2,
                  eval_batch_size: Optional[int] = None, num_workers: int = 0, count_field: str = "instance_count",
-                 max_train_images: Optional[int] = None, max_val_images: Optional[int] = None) -> None:
+                 count_source: str = "annotations", hflip: float = 0.5, max_train_images: Optional[int] = None,
+                 max_val_images: Optional[int] = None) -> None:
         super().__init__()
         if count_field not in COUNT_FIELDS:
             raise ValueError(f"count_field must be one of {COUNT_FIELDS}, got '{count_field}'")
+        if count_source not in COUNT_SOURCES:
+            raise ValueError(f"count_source must be one of {COUNT_SOURCES}, got '{count_source}'")
+        if not 0.0 <= hflip <= 1.0:
+            raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.save_hyperparameters()
         self.train_json, self.val_json = (os.path.join(root, p) for p in (train_json, val_json))
         self.image_root = os.path.join(root, image_root)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.count_field = num_workers, count_field
+        self.num_workers, self.count_field, self.count_source, self.hflip = num_workers, count_field, count_source, hflip
         self.max_train_images, self.max_val_images = max_train_images, max_val_images
         self.train_lvis: Optional[LVIS] = None
         self.val_lvis: Optional[LVIS] = None
@@ -126,8 +168,32 @@ class LVISDataModule(L.LightningDataModule):
         self.category_ids = [c["id"] for c in cats]
         self.cat_to_label = {cid: k + 1 for k, cid in enumerate(self.category_ids)}
         self.num_classes = len(cats)
-        self.class_counts = [int(c[self.count_field]) for c in cats]
         self.frequency = [c["frequency"] for c in cats]
+        self.class_counts = self._class_counts(cats)
+
+    def _class_counts(self, cats: List[Dict]) -> List[int]:
+        from_json = [int(c[self.count_field]) for c in cats]
+        if self.count_source == "json":
+            return from_json
+        used = self._train_image_ids()
+        counts = category_counts(self.train_lvis, used, self.category_ids, self.count_field)
+        if len(used) == len(self.train_lvis.get_img_ids()):
+            off = [(cid, n, j) for cid, n, j in zip(self.category_ids, counts, from_json) if n != j]
+            if off:
+                warnings.warn(f"{len(off)} categories' {self.count_field} in '{self.train_json}' differ from its "
+                              f"annotations (category id, annotations, JSON): {off[:5]}; using the annotations' "
+                              "counts (count_source: json uses the field)", stacklevel=2)
+        empty = [cid for cid, n in zip(self.category_ids, counts) if n == 0]
+        if empty:
+            raise ValueError(f"{len(empty)} of {self.num_classes} categories have no training annotation in the "
+                             f"{len(used)} training images used (category ids {empty[:10]}{' ...' if len(empty) > 10 else ''}), "
+                             "so the long-tail losses would see a zero prior; use more images (max_train_images) "
+                             "or count_source: json to take the full training set's counts")
+        return counts
+
+    def _train_image_ids(self) -> List[int]:
+        ids = sorted(self.train_lvis.get_img_ids())
+        return ids[:self.max_train_images] if self.max_train_images else ids
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.val_lvis is None:
@@ -136,16 +202,17 @@ class LVISDataModule(L.LightningDataModule):
             if val_cats != self.category_ids:
                 raise ValueError(f"'{self.val_json}' and '{self.train_json}' list different categories")
 
-    def _dataset(self, lvis: LVIS, limit: Optional[int], skip_empty: bool) -> LVISDetection:
+    def _dataset(self, lvis: LVIS, limit: Optional[int], skip_empty: bool, hflip: float = 0.0) -> LVISDetection:
         ids = sorted(lvis.get_img_ids())[:limit] if limit else None
-        return LVISDetection(lvis, self.image_root, self.cat_to_label, ids, skip_empty=skip_empty)
+        return LVISDetection(lvis, self.image_root, self.cat_to_label, ids, skip_empty=skip_empty, hflip=hflip)
 
     def _loader(self, ds: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           collate_fn=detection_collate, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset(self.train_lvis, self.max_train_images, True), True, self.batch_size)
+        return self._loader(self._dataset(self.train_lvis, self.max_train_images, True, self.hflip), True,
+                            self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

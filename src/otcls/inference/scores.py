@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 
 MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
+PRIOR_MODES = ("class_bias", "reot", "dbot")  # modes that take a test prior
+OT_MODES = ("reot", "dbot")  # modes that couple a set of samples
 
 
 def ot_scores(logits: torch.Tensor, prior: torch.Tensor, *, mode: str, eps: float = 1.0, delta: float = 0.1,

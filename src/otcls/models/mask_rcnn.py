@@ -32,6 +32,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 from otcls.heads import TransportHead
+from otcls.models.box_inference import box_scores, parse_setting
 
 BACKBONES = ("resnet50_fpn", "resnet18_c3")
 
@@ -70,24 +71,40 @@ class OTRoIHeads(RoIHeads):
     Training runs torchvision's forward unchanged; the class logits of the sampled RoIs (read
     with a forward hook on ``box_predictor`` held only for that call) and their labels
     (``0`` = background) are passed to ``box_cls_loss``, whose value replaces
-    ``loss_classifier``. Inference is torchvision's (softmax over ``K+1``, background dropped).
+    ``loss_classifier``.
+
+    Inference scores the RoIs with the box head's ``inference`` setting
+    (:mod:`otcls.models.box_inference`; ``"softmax"`` by default, on the loss's calibrated logits,
+    e.g. ``s·cos`` for LDAM) and ``inference_kwargs`` (``eps``, ``delta``, ``tau``); torchvision's
+    post-processing (background dropped, score threshold, per-class NMS, top detections) follows.
     """
 
-    def __init__(self, *args, box_cls_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **kwargs) -> None:
+    def __init__(self, *args, box_cls_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 inference: str = "softmax", inference_kwargs: Optional[Dict[str, Any]] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        parse_setting(inference)
         self.box_cls_loss = box_cls_loss
+        self.inference = inference
+        self.inference_kwargs = dict(inference_kwargs or {})
         self._sampled_labels: Optional[torch.Tensor] = None
 
     @classmethod
-    def from_roi_heads(cls, heads: RoIHeads, box_cls_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    def from_roi_heads(cls, heads: RoIHeads, box_cls_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                       inference: str = "softmax", inference_kwargs: Optional[Dict[str, Any]] = None
                        ) -> "OTRoIHeads":
-        """Same modules and settings as ``heads`` (e.g. a built ``MaskRCNN().roi_heads``), new loss."""
+        """Same modules and settings as ``heads`` (e.g. a built ``MaskRCNN().roi_heads``), new loss and scoring."""
         return cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
                    heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
                    heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
                    heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
                    mask_roi_pool=heads.mask_roi_pool, mask_head=heads.mask_head, mask_predictor=heads.mask_predictor,
-                   box_cls_loss=box_cls_loss)
+                   box_cls_loss=box_cls_loss, inference=inference, inference_kwargs=inference_kwargs)
+
+    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
+        head = self.box_predictor.head
+        scores = box_scores(head, class_logits, self.inference, **self.inference_kwargs)
+        # torchvision applies softmax to what it gets; softmax(log s) = s for rows s that sum to 1.
+        return super().postprocess_detections(scores.log(), box_regression, proposals, image_shapes)
 
     def select_training_samples(self, proposals, targets):
         proposals, matched_idxs, labels, regression_targets = super().select_training_samples(proposals, targets)
@@ -122,7 +139,8 @@ def build_mask_rcnn(num_classes: int, *, loss: str = "ce", loss_kwargs: Optional
                     classifier: str = "linear", scale: float = 16.0, backbone: str = "resnet50_fpn",
                     pretrained_backbone: bool = False, min_size: int = 800, max_size: int = 1333,
                     box_batch_size_per_image: int = 512, box_positive_fraction: float = 0.25,
-                    detections_per_img: int = 300, box_score_thresh: float = 0.0001) -> MaskRCNN:
+                    detections_per_img: int = 300, box_score_thresh: float = 0.0001, inference: str = "softmax",
+                    inference_kwargs: Optional[Dict[str, Any]] = None) -> MaskRCNN:
     """Mask R-CNN for ``num_classes`` foreground categories, box classifier = TransportHead over ``K+1``.
 
     ``loss``/``loss_kwargs``/``classifier``/``scale`` configure the head (see
@@ -134,6 +152,7 @@ def build_mask_rcnn(num_classes: int, *, loss: str = "ce", loss_kwargs: Optional
     ImageNet weights, which needs the internet once). ``resnet18_c3``: a light single-level
     ResNet-18 (to ``layer2``) variant with small RoI heads for CPU runs on small images.
     LVIS settings by default: up to 300 detections per image, score threshold 1e-4.
+    ``inference`` / ``inference_kwargs``: how RoIs are scored at test time (:class:`OTRoIHeads`).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone '{backbone}'; choose one of: {', '.join(BACKBONES)}")
@@ -173,5 +192,5 @@ def build_mask_rcnn(num_classes: int, *, loss: str = "ce", loss_kwargs: Optional
             box_detections_per_img=detections_per_img, box_score_thresh=box_score_thresh,
             mask_roi_pool=MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2),
             mask_head=MaskRCNNHeads(c, [64, 64], 1), mask_predictor=MaskRCNNPredictor(64, 64, num_classes + 1))
-    model.roi_heads = OTRoIHeads.from_roi_heads(model.roi_heads, head.compute_loss)
+    model.roi_heads = OTRoIHeads.from_roi_heads(model.roi_heads, head.compute_loss, inference, inference_kwargs)
     return model

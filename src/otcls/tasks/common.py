@@ -16,6 +16,45 @@ def classes_from_datamodule(module: L.LightningModule, hint: str) -> Tuple[int, 
     return dm.num_classes, getattr(dm, "class_counts", None)
 
 
+def gather_with_grad(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """Every rank's ``tensors`` concatenated along dim 0 in rank order, differentiable (one process: as is).
+
+    The backward sums each rank's gradient for this rank's slice. A loss computed on the gathered
+    batch is then the same on every rank, and DDP's gradient mean gives exactly the gradient of that
+    loss over the global batch, as one process would compute it (SimCLR / SupCon practice: contrast
+    against every rank's views, not only the local ones). Every rank must pass the same shapes.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    from torch.distributed.nn.functional import all_gather
+
+    out = []
+    for t in tensors:
+        parts = all_gather(t) if t.is_floating_point() and t.requires_grad else _gather_no_grad(t)
+        out.append(torch.cat(parts))
+    return tuple(out)
+
+
+def _gather_no_grad(t: torch.Tensor) -> List[torch.Tensor]:
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return parts
+
+
+def eval_batch_indices(batch, parts: List[tuple]) -> torch.Tensor:
+    """Sample indices of an evaluation batch: its third item (DataModules that carry them, so DDP's padded
+    repeats can be dropped), else positions in loader order counted over ``parts`` (one process only)."""
+    y = batch[1]
+    if len(batch) > 2:
+        return batch[2]
+    seen = sum(len(part[1]) for part in parts)
+    return torch.arange(seen, seen + len(y), device=y.device)
+
+
 def unique_first(idx: torch.Tensor) -> tuple:
     """Unique values of ``idx`` and the position of the first occurrence of each."""
     uniq, inverse = torch.unique(idx, return_inverse=True)

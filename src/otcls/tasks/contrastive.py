@@ -25,7 +25,8 @@ from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
 from otcls.tasks.contrastive_augment import TwoViewAugment
 from otcls.tasks.evaluation import evaluate_predictions
-from otcls.tasks.common import sgd_or_adamw_with_warmup_cosine
+from otcls.tasks.common import (eval_batch_indices, gather_with_grad, gather_without_padding,
+                                sgd_or_adamw_with_warmup_cosine)
 from otcls.tasks.linear_probe import Standardizer, extract_features, fit_probe
 
 CONTRASTIVE_LOSSES = ("nt_xent", "supcon", "reot_contrastive")
@@ -120,26 +121,27 @@ class ContrastiveTask(L.LightningModule):
         return self.probe(self.standardize(self.backbone(x)))
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The contrastive loss over the views of every rank's batch (gathered with gradient)."""
         v1, v2 = self.views(x)
         z = self.projector(self.backbone(torch.cat([v1, v2])))
         z1, z2 = z.chunk(2)
-        return self.head(z1, z2, y)
+        return self.head(*gather_with_grad(z1, z2, y))
 
     # --- training --------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        self.log("train/lambda", float(self.head.lam), on_step=False, on_epoch=True)
+        self.log("train/lambda", float(self.head.lam), on_step=False, on_epoch=True, sync_dist=True)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
         loss = self._loss(x, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         if len(y) < 2:
             return
-        self.log("val/loss", self._loss(x, y), prog_bar=True, batch_size=len(y))
+        self.log("val/loss", self._loss(x, y), prog_bar=True, batch_size=len(y), sync_dist=True)
 
     def configure_optimizers(self):
         params = list(self.backbone.parameters()) + list(self.projector.parameters())
@@ -172,12 +174,13 @@ class ContrastiveTask(L.LightningModule):
         if dm is None:
             raise ValueError("ContrastiveTask.test needs a DataModule with a train_dataloader to fit the linear probe")
         history = self.fit_linear_probe(dm.train_dataloader(), max_batches=1 if self.trainer.fast_dev_run else None)
-        self.log("test/probe_train_loss", history[-1], rank_zero_only=True)
+        self.log("test/probe_train_loss", history[-1], sync_dist=True)
         self._test_outputs = {}
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch[0], batch[1]
-        self._test_outputs.setdefault(dataloader_idx, []).append((self(x).detach(), y))
+        parts = self._test_outputs.setdefault(dataloader_idx, [])
+        parts.append((self(x).detach(), y, eval_batch_indices(batch, parts)))
 
     def on_test_epoch_end(self) -> None:
         dm = self.trainer.datamodule
@@ -188,7 +191,7 @@ class ContrastiveTask(L.LightningModule):
         for k, variant in enumerate(variants):
             if k not in self._test_outputs:
                 continue
-            logits, y = (torch.cat(t) for t in zip(*self._test_outputs[k]))
+            logits, y = gather_without_padding(self, *(torch.cat(t) for t in zip(*self._test_outputs[k])))
             prior = dm.test_prior(variant).to(logits.device) if hasattr(dm, "test_prior") else "uniform"
             results[variant] = {}
             for mode in hp.inference_modes:
@@ -198,7 +201,7 @@ class ContrastiveTask(L.LightningModule):
                 results[variant][mode] = res
                 for key in ("top1", *SHOT_GROUPS):
                     if key in res and not math.isnan(res[key]):
-                        self.log(f"test/{variant}/{mode}/{key}", res[key], rank_zero_only=True,
+                        self.log(f"test/{variant}/{mode}/{key}", res[key], sync_dist=True,
                                  add_dataloader_idx=False)
         self._test_outputs = {}
         if self.trainer.is_global_zero:

@@ -22,16 +22,15 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
 from otcls.inference.priors import em_prior
+from otcls.inference.scores import OT_MODES, PRIOR_MODES
 from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
-from otcls.tasks.common import (build_head_from_hparams, classes_from_datamodule, gather_without_padding,
-                                sgd_or_adamw_with_warmup_cosine)
+from otcls.tasks.common import (build_head_from_hparams, classes_from_datamodule, eval_batch_indices,
+                                gather_without_padding, sgd_or_adamw_with_warmup_cosine)
 from otcls.tasks.evaluation import evaluate_predictions
 
 INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
 TEST_PRIORS = ("known", "uniform", "estimated")
-PRIOR_MODES = ("class_bias", "reot", "dbot")
-OT_MODES = ("reot", "dbot")
 
 
 def inference_settings(modes: Sequence[str], priors: Sequence[str], ot_batch_size: Optional[int],
@@ -157,7 +156,7 @@ class ImageClassifier(L.LightningModule):
         self.head.set_progress(self.current_epoch, self.trainer.max_epochs)
         lam = getattr(self.head, "lam", None)
         if lam is not None:
-            self.log("train/lambda", float(lam), on_step=False, on_epoch=True, sync_dist=False)
+            self.log("train/lambda", float(lam), on_step=False, on_epoch=True, sync_dist=True)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
@@ -168,7 +167,7 @@ class ImageClassifier(L.LightningModule):
             with torch.no_grad():
                 extra["teacher_probs"] = self.teacher(x).softmax(-1)
         loss = self.head.compute_loss(logits, y, **extra)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -192,14 +191,14 @@ class ImageClassifier(L.LightningModule):
         if support.sum() == 0:
             return
         recall = conf.diag()[support > 0] / support[support > 0]
-        self.log("val/top1", 100.0 * float(conf.diag().sum() / support.sum()), prog_bar=True)
-        self.log("val/bal_acc", 100.0 * float(recall.mean()), prog_bar=True)
+        self.log("val/top1", 100.0 * float(conf.diag().sum() / support.sum()), prog_bar=True, sync_dist=True)
+        self.log("val/bal_acc", 100.0 * float(recall.mean()), prog_bar=True, sync_dist=True)
         if self.hparams.class_counts is not None:
             for group, classes in self._shot_groups().items():
                 idx = torch.as_tensor(classes, dtype=torch.long)
                 n = float(support[idx].sum()) if len(idx) else 0.0
                 if n > 0:  # an empty group (no few-shot class) is not logged rather than logged as 0
-                    self.log(f"val/{group}", 100.0 * float(conf.diag()[idx].sum()) / n)
+                    self.log(f"val/{group}", 100.0 * float(conf.diag()[idx].sum()) / n, sync_dist=True)
 
     def configure_optimizers(self):
         return sgd_or_adamw_with_warmup_cosine(self.parameters(), self.hparams,
@@ -221,12 +220,7 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch[0], batch[1]
         parts = self._test_outputs.setdefault(dataloader_idx, [])
-        if len(batch) > 2:
-            idx = batch[2]
-        else:  # positions in loader order; counted, since a short last batch makes batch_idx * len(y) collide
-            seen = sum(len(part[1]) for part in parts)
-            idx = torch.arange(seen, seen + len(y), device=y.device)
-        parts.append((self(x).detach(), y, idx))
+        parts.append((self(x).detach(), y, eval_batch_indices(batch, parts)))
 
     def _gather(self, parts: List[tuple]) -> tuple:
         """Concatenate this rank's outputs, gather all ranks, drop sampler-padded duplicates by index."""
@@ -270,12 +264,12 @@ class ImageClassifier(L.LightningModule):
                 results[variant][name] = res
                 for key in ("top1", *SHOT_GROUPS):
                     if key in res and not math.isnan(res[key]):
-                        self.log(f"test/{variant}/{name}/{key}", res[key], rank_zero_only=True, add_dataloader_idx=False)
+                        self.log(f"test/{variant}/{name}/{key}", res[key], sync_dist=True, add_dataloader_idx=False)
             if "estimated" in priors and known is not None:
                 l1 = float((priors["estimated"].double() - known.double()).abs().sum())
                 results[variant]["em_prior"] = {"l1": l1, "estimated": priors["estimated"].double().tolist(),
                                                 "known": known.double().tolist()}
-                self.log(f"test/{variant}/em_prior/l1", l1, rank_zero_only=True, add_dataloader_idx=False)
+                self.log(f"test/{variant}/em_prior/l1", l1, sync_dist=True, add_dataloader_idx=False)
         self._test_outputs = {}
         if self.trainer.is_global_zero:
             write_test_results(self.trainer.default_root_dir, results, counts, self.hparams)
@@ -308,7 +302,8 @@ def log_wandb_tables(loggers, results: Dict[str, Dict[str, Any]], class_counts: 
 def write_test_results(run_dir: str, results: Dict[str, Dict[str, Any]], class_counts: Optional[List[int]],
                        hparams: Any) -> None:
     """``test_results.json`` (everything, incl. per-class accuracy and confusion matrices) and ``test_results.md``."""
-    payload = {"loss": hparams.loss, "loss_kwargs": hparams.loss_kwargs, "backbone": hparams.backbone,
+    payload = {"loss": hparams.loss, "loss_kwargs": hparams.loss_kwargs, "classifier": hparams.classifier,
+               "head_kwargs": hparams.head_kwargs, "backbone": hparams.backbone,
                "class_counts": class_counts, "init_checkpoint": hparams.get("init_checkpoint"),
                "inference": {"ot_batch_size": hparams.get("ot_batch_size"), "ot_whole_set": hparams.get("ot_whole_set"),
                              "test_priors": list(hparams.get("test_priors", TEST_PRIORS)),

@@ -95,12 +95,12 @@ class MoleculeClassifier(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.head.set_progress(self.current_epoch, self.trainer.max_epochs)
         if hasattr(self.head.loss, "lam"):
-            self.log("train/lambda", float(self.head.lam), on_step=False, on_epoch=True)
+            self.log("train/lambda", float(self.head.lam), on_step=False, on_epoch=True, sync_dist=True)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         y = self.targets(batch)
         loss = self.head.compute_loss(self(batch), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def configure_optimizers(self):
@@ -143,7 +143,7 @@ class MoleculeClassifier(L.LightningModule):
             return
         res = self._metrics(*self._gathered("val"), self.hparams.inference_modes[0])
         for key in ("rocauc", "acc", "bal_acc"):
-            self.log(f"val/{key}", res[key], prog_bar=key == "rocauc", sync_dist=False)
+            self.log(f"val/{key}", res[key], prog_bar=key == "rocauc", sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._collect("test", batch)
@@ -156,7 +156,7 @@ class MoleculeClassifier(L.LightningModule):
         for mode, res in results.items():
             suffix = "" if mode == self.hparams.inference_modes[0] else f"/{mode}"
             for key in ("rocauc", "acc", "bal_acc"):
-                self.log(f"test/{key}{suffix}", res[key], rank_zero_only=True)
+                self.log(f"test/{key}{suffix}", res[key], sync_dist=True)
         if self.trainer.is_global_zero:
             self._write_results(results)
 

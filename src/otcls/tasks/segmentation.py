@@ -7,6 +7,11 @@ classification loss. Validation/test run the detector, convert detections to LVI
 score them with ``lvis.LVISEval`` (``segm`` and ``bbox``: AP, AP50, AP75, APr, APc, APf),
 logged as ``val/segm/AP`` etc.; the last test metrics are also written to
 ``<run dir>/test_results.json``.
+
+Box scores come from the head's inference modes (:mod:`otcls.models.box_inference`): the first of
+``inference`` is the model's own (validation, ``test/segm/AP``); every setting is scored at test
+(``test/<setting>/segm/AP``), from one backbone/RPN pass. Under DDP each rank's detections are
+gathered per image id, so an image the distributed sampler repeats to pad the last batch counts once.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from otcls.models.box_inference import detect, parse_setting
 from otcls.models.mask_rcnn import BACKBONES, build_mask_rcnn
 from otcls.tasks.common import sgd_or_adamw_with_warmup_cosine
 from otcls.tasks.lvis_eval import IOU_TYPES, detections_to_lvis, evaluate_lvis
@@ -37,6 +43,10 @@ class SegmentationTask(L.LightningModule):
             torchvision Mask R-CNN settings.
         optimizer / lr / momentum / weight_decay / warmup_steps: SGD or AdamW, linear warm-up then cosine.
         iou_types: LVISEval types to score.
+        inference: box-scoring settings (``softmax``, ``class_bias:uniform``, ``dbot:train``, ...; see
+            :mod:`otcls.models.box_inference`); the first is the default. OT settings couple the RoIs of
+            one evaluation batch, so they depend on ``eval_batch_size``.
+        inference_kwargs: ``eps`` / ``delta`` / ``tau`` of those settings.
     """
 
     # LVIS evaluation is costly, so recipes evaluate once after fit: checkpoints keep the latest weights.
@@ -49,7 +59,8 @@ class SegmentationTask(L.LightningModule):
                  box_batch_size_per_image: int = 512, detections_per_img: int = 300,
                  box_score_thresh: float = 0.0001, optimizer: str = "sgd", lr: float = 0.02, momentum: float = 0.9,
                  weight_decay: float = 1e-4, warmup_steps: int = 500,
-                 iou_types: Sequence[str] = IOU_TYPES) -> None:
+                 iou_types: Sequence[str] = IOU_TYPES, inference: Sequence[str] = ("softmax",),
+                 inference_kwargs: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got '{optimizer}'")
@@ -58,12 +69,16 @@ class SegmentationTask(L.LightningModule):
         bad = [t for t in iou_types if t not in IOU_TYPES]
         if bad or not iou_types:
             raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {list(iou_types)}")
+        if isinstance(inference, str) or not inference:
+            raise ValueError(f"inference must be a non-empty list of settings, e.g. ['softmax', 'dbot:train']; "
+                             f"got {inference!r}")
+        for setting in inference:
+            parse_setting(setting)
         self.save_hyperparameters()
         self.model: Optional[torch.nn.Module] = None
         if num_classes is not None:
             self._build(num_classes, class_counts)
-        self._records: List[Dict] = []
-        self._image_ids: List[int] = []
+        self._records: Dict[str, Dict[int, List[Dict]]] = {}
 
     # --- construction ----------------------------------------------------------------------
     def _build(self, num_classes: int, class_counts: Optional[Sequence[float]]) -> None:
@@ -75,7 +90,7 @@ class SegmentationTask(L.LightningModule):
             background_count=hp.background_count, classifier=hp.classifier, scale=hp.scale, backbone=hp.backbone,
             pretrained_backbone=hp.pretrained_backbone, min_size=hp.min_size, max_size=hp.max_size,
             box_batch_size_per_image=hp.box_batch_size_per_image, detections_per_img=hp.detections_per_img,
-            box_score_thresh=hp.box_score_thresh)
+            box_score_thresh=hp.box_score_thresh, inference=hp.inference[0], inference_kwargs=hp.inference_kwargs)
 
     def setup(self, stage: str) -> None:
         if self.model is not None:
@@ -103,9 +118,9 @@ class SegmentationTask(L.LightningModule):
         losses = self.model(images, targets)
         loss = sum(losses.values())
         n = len(images)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         for k, v in losses.items():
-            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=n)
+            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     def configure_optimizers(self):
@@ -120,50 +135,67 @@ class SegmentationTask(L.LightningModule):
                              "(otcls.data.lvis.LVISDataModule) passed as datamodule=")
         return dm
 
-    def _eval_step(self, batch) -> None:
+    def _eval_step(self, batch, settings: Sequence[str]) -> None:
         images, targets = batch
-        outputs = self.model(images)
+        category_ids = self._lvis_datamodule().category_ids
         ids = [int(t["image_id"]) for t in targets]
-        self._records.extend(detections_to_lvis(outputs, ids, self._lvis_datamodule().category_ids))
-        self._image_ids.extend(ids)
+        for setting, outputs in detect(self.model, images, settings).items():
+            per_image = self._records.setdefault(setting, {})
+            for img_id, out in zip(ids, outputs):
+                per_image[img_id] = detections_to_lvis([out], [img_id], category_ids)
 
-    def _eval_end(self, prefix: str) -> Dict[str, float]:
-        records, ids = self._records, self._image_ids
-        self._records, self._image_ids = [], []
+    def _gather_records(self) -> Dict[str, Dict[int, List[Dict]]]:
+        """Every rank's detections, one entry per (setting, image id): a sampler-padded image counts once."""
+        records, self._records = self._records, {}
         if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             gathered: List[Any] = [None] * self.trainer.world_size
-            dist.all_gather_object(gathered, (records, ids))
-            records = [r for part in gathered for r in part[0]]
-            ids = sorted({i for part in gathered for i in part[1]})
+            dist.all_gather_object(gathered, records)
+            records = {}
+            for part in gathered:
+                for setting, per_image in part.items():
+                    merged = records.setdefault(setting, {})
+                    for img_id, recs in per_image.items():
+                        merged.setdefault(img_id, recs)
+        return records
+
+    def _eval_end(self, prefix: str, settings: Sequence[str]) -> Dict[str, Dict[str, float]]:
+        records = self._gather_records()
         dm = self._lvis_datamodule()
         dm.setup()
-        metrics = evaluate_lvis(dm.val_lvis, records, ids, iou_types=self.hparams.iou_types)
-        self.log_dict({f"{prefix}/{k}": v for k, v in metrics.items()}, rank_zero_only=True)
-        return metrics
+        results = {}
+        for k, setting in enumerate(settings):
+            per_image = records.get(setting, {})
+            flat = [r for img_id in sorted(per_image) for r in per_image[img_id]]
+            results[setting] = evaluate_lvis(dm.val_lvis, flat, sorted(per_image), iou_types=self.hparams.iou_types)
+            tag = prefix if k == 0 else f"{prefix}/{setting}"
+            self.log_dict({f"{tag}/{m}": v for m, v in results[setting].items()}, sync_dist=True)
+        return results
 
     def on_validation_epoch_start(self) -> None:
-        self._records, self._image_ids = [], []
+        self._records = {}
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, self.hparams.inference[:1])
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
-            self._eval_end("val")
+            self._eval_end("val", self.hparams.inference[:1])
         else:
-            self._records, self._image_ids = [], []
+            self._records = {}
 
     def on_test_epoch_start(self) -> None:
-        self._records, self._image_ids = [], []
+        self._records = {}
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, self.hparams.inference)
 
     def on_test_epoch_end(self) -> None:
-        metrics = self._eval_end("test")
+        settings = list(self.hparams.inference)
+        results = self._eval_end("test", settings)
         if self.trainer.is_global_zero:
             root = self.trainer.default_root_dir
             os.makedirs(root, exist_ok=True)
             with open(os.path.join(root, "test_results.json"), "w") as f:
                 json.dump({"loss": self.hparams.loss, "loss_kwargs": self.hparams.loss_kwargs,
-                           "metrics": metrics}, f, indent=2)
+                           "inference": settings[0], "metrics": results[settings[0]],
+                           "by_inference": results}, f, indent=2)
