@@ -13,6 +13,7 @@ import pytest
 from otcls.lightning_cli import run
 from otcls.tasks.image import INFERENCE_MODES, TEST_PRIORS, inference_settings
 
+from .config_expectations import IMAGE_METHODS, selected
 from .images.conftest import write_cifar, write_imagenet_lt  # tiny official-format data writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,9 +33,12 @@ def fmnist_args(root: str, run_dir: str, method: str = "ce") -> list:
             "--model.init_args.warmup_steps", "2"]
 
 
-def check_results(run_dir: str, settings=SETTINGS) -> dict:
+def check_results(run_dir: str, method: str, settings=SETTINGS) -> dict:
+    """The run trained the loss and options of ``IMAGE_METHODS[method]`` and tested every setting."""
     with open(os.path.join(run_dir, "test_results.json")) as fh:
-        res = json.load(fh)["results"]
+        saved = json.load(fh)
+    assert selected(saved) == IMAGE_METHODS[method]
+    res = saved["results"]
     assert list(res) == ["balanced", "lt", "reverse_lt"]
     for variant in res.values():
         assert list(variant) == [*settings, "em_prior"]
@@ -59,7 +63,7 @@ def test_fast_dev_run_every_fmnist_method(method, fmnist_root, teacher_ckpt, tmp
              "dbot": ["--model.init_args.init_checkpoint", teacher_ckpt]}.get(method, [])
     run(["fit", *fmnist_args(fmnist_root, str(tmp_path), method), "--trainer.fast_dev_run", "true",
          "--test_after_fit", "true", *extra])
-    check_results(str(tmp_path))
+    check_results(str(tmp_path), method)
 
 
 @pytest.mark.parametrize("family", ["cifar10_lt", "cifar100_lt", "imagenet_lt"])
@@ -80,7 +84,7 @@ def test_fast_dev_run_config_families(family, tmp_path):
          "--config", f"{CFG}/{family}/reot_ratio.yaml", *data, "--data.init_args.batch_size", "8",
          "--data.init_args.num_workers", "0", "--trainer.accelerator", "cpu", "--trainer.fast_dev_run", "true",
          "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"])
-    check_results(str(tmp_path / "run"))
+    check_results(str(tmp_path / "run"), "reot_ratio")
 
 
 def test_bad_config_key_fails_clearly(fmnist_root, tmp_path, capsys):
@@ -146,7 +150,7 @@ def test_ddp_two_cpu_processes(fmnist_root, tmp_path):
                            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--test_after_fit", "true"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    res = check_results(run_dir)
+    res = check_results(run_dir, "ce")
     # logits gathered from both ranks, sampler padding removed: every test image counted exactly once
     assert res["balanced"]["softmax"]["n"] == 120
 
@@ -166,16 +170,22 @@ def test_default_loggers_csv_always_wandb_offline(tmp_path, monkeypatch):
     assert [type(lg) for lg in default_loggers(str(tmp_path))] == [CSVLogger]
 
 
-@pytest.mark.parametrize("bench,base", [("cifar10_lt", "cifar"), ("cifar100_lt", "cifar"), ("imagenet_lt", "imagenet")])
-def test_every_benchmark_method_config_parses(bench, base, capsys):
-    methods = sorted(f for f in os.listdir(os.path.join(CFG, bench)) if f != "data.yaml")
-    assert len(methods) == 11
+@pytest.mark.parametrize("bench,base", [("fmnist_lt", "fmnist"), ("cifar10_lt", "cifar"), ("cifar100_lt", "cifar"),
+                                        ("imagenet_lt", "imagenet")])
+def test_every_benchmark_method_config_selects_its_loss(bench, base, capsys):
+    import yaml
+
+    methods = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(CFG, bench)) if f != "data.yaml")
+    assert methods == sorted(IMAGE_METHODS)
+    data = [] if bench == "fmnist_lt" else ["--config", f"{CFG}/{bench}/data.yaml"]
     for m in methods:
         with pytest.raises(SystemExit) as exc:
-            run(["fit", "--config", f"{CFG}/base/{base}.yaml", "--config", f"{CFG}/{bench}/data.yaml",
-                 "--config", f"{CFG}/{bench}/{m}", "--print_config"])
+            run(["fit", "--config", f"{CFG}/base/{base}.yaml", *data, "--config", f"{CFG}/{bench}/{m}.yaml",
+                 "--print_config"])
         assert exc.value.code in (0, None), m
-        assert f"default_root_dir: runs/{bench}/{os.path.splitext(m)[0]}" in capsys.readouterr().out
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["trainer"]["default_root_dir"] == f"runs/{bench}/{m}"
+        assert selected(printed["model"]["init_args"]) == IMAGE_METHODS[m], m
 
 
 def test_wandb_sweep_files_point_at_existing_configs():

@@ -13,6 +13,8 @@ from otcls.data.molecules import MoleculeDataModule
 from otcls.models.gnn import BondGCNConv, MoleculeGNN
 from otcls.tasks.molecule import MoleculeClassifier
 
+from ..config_expectations import MOLECULE_LOSSES
+
 pytestmark = pytest.mark.timeout(150)
 
 
@@ -118,6 +120,10 @@ def test_three_class_set_and_missing_num_classes(mol_root, tmp_path):
 LOSS_CONFIGS = sorted(os.listdir(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "mol", "losses")))
 
 
+def test_loss_configs_are_the_expected_ones():
+    assert sorted(f[:-5] for f in LOSS_CONFIGS) == sorted(MOLECULE_LOSSES)
+
+
 @pytest.mark.parametrize("loss_cfg", LOSS_CONFIGS)
 def test_every_loss_config_runs_through_otcls_fit(mol_root, tmp_path, monkeypatch, loss_cfg):
     from otcls.lightning_cli import run
@@ -131,7 +137,9 @@ def test_every_loss_config_runs_through_otcls_fit(mol_root, tmp_path, monkeypatc
          "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path),
          "--trainer.enable_progress_bar", "false"])
     saved = json.load(open(tmp_path / "mol_test_results.json"))
-    assert saved["loss"] == loss_cfg[:-5] and 0.0 <= saved["results"]["softmax"]["rocauc"] <= 1.0
+    want = MOLECULE_LOSSES[loss_cfg[:-5]]
+    assert (saved["loss"], saved["loss_kwargs"]) == (want["loss"], want["loss_kwargs"])
+    assert 0.0 <= saved["results"]["softmax"]["rocauc"] <= 1.0
 
 
 @pytest.mark.timeout(450)
