@@ -92,16 +92,18 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
         self.eps_ = float(self.eps) * max(float(cost.mean()), np.finfo(np.float64).tiny)
         threshold = self.tol * float(Z.var(0, unbiased=False).mean())
         self.n_iter_ = 0
+        g = None  # column potentials of the last plan: the next solve starts from them
         for _ in range(self.max_iter):
             self.n_iter_ += 1
-            plan = self._plan(cost).plan
-            new = self._update(Z, plan, centers)
+            res = self._plan(cost, g)
+            g = res.g
+            new = self._update(Z, res.plan, centers)
             shift = float((new - centers).pow(2).sum())
             centers = new
             cost = self._cost(Z, centers)
             if shift <= threshold:
                 break
-        res = self._plan(cost)
+        res = self._plan(cost, g)
         self.cluster_centers_ = centers.numpy()
         self.plan_ = res.plan.numpy()
         self.labels_ = self.plan_.argmax(1)
@@ -170,11 +172,13 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
             return squared_euclidean(Z, centers)
         return wasserstein_cost(Z, centers, self._ground, self.grid_eps, max_iter=self.ot_max_iter)
 
-    def _plan(self, cost: torch.Tensor):
+    def _plan(self, cost: torch.Tensor, init_g=None):
+        """DB-OT plan for ``cost``; ``method="auto"`` multiplies by the kernel (scaling domain) whenever
+        ``eps_`` keeps it in range, which it does for the relative ``eps`` this estimator is used with."""
         n = cost.shape[0]
         a = torch.full((n,), 1.0 / n, dtype=torch.float64)
         return solve(cost, a, eps=self.eps_, lower=self._lower, upper=self._upper, tol=self.ot_tol,
-                     max_iter=self.ot_max_iter)
+                     max_iter=self.ot_max_iter, init_g=init_g, grad="detach")
 
     def _update(self, Z: torch.Tensor, plan: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
         W = barycenter_weights(plan, self.reweight)
