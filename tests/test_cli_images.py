@@ -245,3 +245,65 @@ def test_checkpoint_pattern_follows_the_seed(tmp_path):
     assert resolve_checkpoint_pattern(f"{tmp_path}/plain.ckpt", 1) == f"{tmp_path}/plain.ckpt"
     with pytest.raises(ValueError, match="train the run it comes from first"):
         resolve_checkpoint_pattern(f"{tmp_path}/ce-s{{seed}}/**/best-*.ckpt", 2)
+
+
+def test_command_line_run_has_no_args_warning():
+    proc = subprocess.run([sys.executable, "-m", "otcls.cli", "fit", "--config", f"{CFG}/base/fmnist.yaml",
+                           "--config", f"{CFG}/fmnist_lt/ce.yaml", "--print_config"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "args parameter" not in proc.stderr and "loss: ce" in proc.stdout
+
+
+def test_unknown_loss_fails_at_parse_time_with_the_choices(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:  # no data at this root: parsing must stop before the data is read
+        run(["fit", *fmnist_args(str(tmp_path / "no_data"), str(tmp_path / "run")), "--model.loss", "focall"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown loss 'focall'; choose one of: balanced_softmax, cb_ce, cb_focal, ce, dbot, focal" in err
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_model_help_takes_a_short_class_name(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(["fit", "--model.help", "ImageClassifier"])
+    assert exc.value.code == 0
+    assert "--model.loss LOSS" in capsys.readouterr().out
+
+
+def test_test_and_predict_write_beside_the_checkpoint(fmnist_root, tmp_path):
+    """``otcls test`` leaves the fit's test_results.json alone and writes <ckpt>.test_results.json; ``otcls predict``
+    writes <ckpt>.predictions.csv whose columns equal the checkpoint's own predictions."""
+    import torch
+
+    from otcls.data import FashionMNISTLTDataModule
+    from otcls.tasks import ImageClassifier
+
+    run_dir = tmp_path / "run"
+    args = fmnist_args(fmnist_root, str(run_dir))
+    run(["fit", *args, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--test_after_fit", "true"])
+    fit_results = (run_dir / "test_results.json").read_bytes() + b" "  # marked: a rewrite would drop the mark
+    (run_dir / "test_results.json").write_bytes(fit_results)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    run(["test", *args, "--ckpt_path", str(ckpt)])
+    assert (run_dir / "test_results.json").read_bytes() == fit_results
+    tested = json.loads((run_dir / "checkpoints" / "last.test_results.json").read_text())
+    assert list(tested["results"]) == ["balanced", "lt", "reverse_lt"]
+
+    run(["predict", *args, "--ckpt_path", str(ckpt)])
+    with open(run_dir / "checkpoints" / "last.predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    columns = ["index", "label", "softmax", "tau_norm", "class_bias:estimated", "reot:estimated", "dbot:estimated"]
+    assert list(rows[0]) == columns
+    model = ImageClassifier.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    dm = FashionMNISTLTDataModule(root=fmnist_root, n_max=60, val_per_class=6, imbalance_factor=10, seed=0,
+                                  augment="none")
+    dm.setup()
+    x, y, index = dm.split("test/balanced").__getitems__(list(range(len(dm.split("test/balanced")))))
+    with torch.no_grad():
+        logits = model(x)
+    assert [int(r["index"]) for r in rows] == index.tolist()
+    assert [int(r["label"]) for r in rows] == y.tolist()
+    assert [int(r["softmax"]) for r in rows] == logits.argmax(-1).tolist()
+    dbot = model.head.predict(logits, mode="dbot", test_prior="estimated", eps=1.0, delta=0.1, batch_size=256, seed=0)
+    assert [int(r["dbot:estimated"]) for r in rows] == dbot.tolist()

@@ -14,6 +14,13 @@ image, molecule and segmentation tasks share this entry point. Defaults added he
 - ``--test_after_fit true``: after ``fit``, run ``test`` on the best checkpoint in the same process.
 - mixed precision (``bf16-mixed`` in the GPU configs) falls back to ``32-true`` on the CPU, with a line
   on stderr saying so.
+- ``--model.init_args.loss`` (or ``--model.loss``) of an otcls task is checked against the loss registry when
+  the command line is parsed, before any data is read.
+- ``otcls test --ckpt_path X.ckpt`` writes ``X.test_results.{json,md}`` beside the checkpoint (the fit's
+  ``test_results.json`` stays); ``otcls predict`` writes every inference mode's predicted class per sample
+  to ``X.predictions.csv`` beside the checkpoint (``<run>/predictions.csv`` without one).
+- class short names (``--model.help ImageClassifier``, ``class_path: FashionMNISTLTDataModule``) work for
+  otcls's tasks and DataModules.
 """
 from __future__ import annotations
 
@@ -166,6 +173,13 @@ class OTCLSCLI(LightningCLI):
             if margs is not None and isinstance(margs.get(key), str):
                 margs[key] = resolve_checkpoint_pattern(margs[key], seed)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        problem = unknown_loss(self.config[sub] if sub else self.config)
+        if problem:
+            (self._subcommand_parsers[sub] if sub else parser).error(problem)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="after fit, test the best checkpoint (every inference mode × test prior)")
@@ -208,6 +222,11 @@ class OTCLSCLI(LightningCLI):
             callbacks.append(FiniteLossGuard())
         if kwargs.get("logger", trainer_cfg.get("logger")) not in (None, False):
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        if self.subcommand == "predict" and _writes_predictions(self.model):
+            from otcls.callbacks.prediction_writer import PredictionWriter
+
+            callbacks.append(PredictionWriter(beside_checkpoint(self.config[self.subcommand].get("ckpt_path"), root,
+                                                                "predictions.csv")))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
@@ -238,6 +257,8 @@ class OTCLSCLI(LightningCLI):
 
     def before_test(self) -> None:
         self._log_config_to_wandb()
+        if hasattr(self.model, "results_beside_checkpoint"):
+            self.model.results_beside_checkpoint = True
 
     def before_fit(self) -> None:
         """``--ckpt_path last`` resumes this run only: its own ``last.ckpt``, trained with the same loss."""
@@ -267,13 +288,67 @@ class OTCLSCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
 
 
+def unknown_loss(cfg) -> Optional[str]:
+    """The error message when an otcls task's ``loss`` is not in the loss registry; None when it is (or when the
+    model is not an otcls task: a user's own module may mean something else by ``loss``)."""
+    model = cfg.get("model") if cfg is not None else None
+    args = init_args(cfg, "model")
+    if args is None or not str(getattr(model, "class_path", "")).startswith("otcls."):
+        return None
+    loss = args.get("loss")
+    if not isinstance(loss, str):
+        return None
+    from otcls.losses import LOSSES
+
+    if loss in LOSSES:
+        return None
+    return f"--model.init_args.loss: unknown loss '{loss}'; choose one of: {', '.join(LOSSES.names())}"
+
+
+def beside_checkpoint(ckpt_path: Optional[str], run_root: str, name: str) -> str:
+    """``<checkpoint without .ckpt>.<name>`` beside a checkpoint file; ``<run_root>/<name>`` without one."""
+    if ckpt_path and os.path.isfile(str(ckpt_path)):
+        return f"{os.path.splitext(str(ckpt_path))[0]}.{name}"
+    return os.path.join(run_root, name)
+
+
+def _writes_predictions(model) -> bool:
+    from otcls.tasks.image import ImageClassifier
+
+    return isinstance(model, ImageClassifier)
+
+
+def import_otcls_classes(args: List[str]) -> None:
+    """Import otcls's tasks and DataModules so their short class names resolve. The image task and the
+    image DataModules always (the shipped configs use them anyway); every other task module only when a
+    ``--model.help`` / ``--data.help`` asks for a short name, since some (segmentation, molecules) import slowly."""
+    import importlib
+    import pkgutil
+
+    import otcls.data
+    import otcls.tasks
+
+    asks_short_help = any(a.endswith((".help", "_help")) or a.startswith(("--model.help=", "--data.help="))
+                          for a in args) and any(a and "." not in a and not a.startswith("-") for a in args[1:])
+    if not asks_short_help:
+        return
+    for package in (otcls.tasks, otcls.data):
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            importlib.import_module(info.name)
+
+
 def run(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``otcls fit|validate|test|predict``; ``argv`` starts with the sub-command."""
     args = list(sys.argv[1:] if argv is None else argv)
     def given(key: str) -> bool:
         return any(a == key or a.startswith(key + "=") for a in args)
 
+    import_otcls_classes(args)
+    # LightningCLI warns (echoing the command twice) when it gets `args` and sys.argv has arguments too; from
+    # the command line they are the same list, so let it read sys.argv itself.
+    from_command_line = args == sys.argv[1:]
     OTCLSCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False, args=args,
+             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+             args=None if from_command_line else args,
              explicit_root=given("--trainer.default_root_dir"), explicit_data_seed=given("--data.init_args.seed"))
     return 0

@@ -8,6 +8,8 @@ run's weights (the DB-OT loss is a fine-tuning stage after softmax training in i
 One ``test`` run scores, on every test-prior variant of the DataModule (balanced / LT / reverse-LT),
 every inference setting (see :func:`inference_settings`) and writes ``test_results.{json,md}`` into the
 run directory (``trainer.default_root_dir``), with the EM estimate of each test prior and its L1 error.
+``otcls test --ckpt_path X.ckpt`` writes ``X.test_results.{json,md}`` beside the checkpoint instead, so the
+fit's own results stay as they are.
 """
 from __future__ import annotations
 
@@ -79,6 +81,8 @@ class ImageClassifier(L.LightningModule):
     """
 
     checkpoint_monitor = ("val/bal_acc", "max")  # read by otcls.lightning_cli to pick the best checkpoint
+    # set by `otcls test`: its results go beside the tested checkpoint, not over the fit's in the run folder
+    results_beside_checkpoint = False
 
     def __init__(self, backbone: str = "resnet32", backbone_kwargs: Optional[Dict[str, Any]] = None,
                  loss: str = "ce", loss_kwargs: Optional[Dict[str, Any]] = None, classifier: str = "linear",
@@ -205,12 +209,14 @@ class ImageClassifier(L.LightningModule):
                                                int(self.trainer.estimated_stepping_batches))
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Dict[str, torch.Tensor]:
-        """Logits, softmax prediction and (when the batch has them) targets of one batch."""
+        """Logits, softmax prediction and (when the batch has them) targets and sample indices of one batch."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         logits = self(x)
         out = {"logits": logits, "pred": logits.argmax(-1)}
         if isinstance(batch, (tuple, list)) and len(batch) > 1:
             out["target"] = batch[1]
+        if isinstance(batch, (tuple, list)) and len(batch) > 2:
+            out["index"] = batch[2]
         return out
 
     # --- test: every inference mode × every test-prior variant ------------------------------
@@ -236,6 +242,16 @@ class ImageClassifier(L.LightningModule):
             probs = self.head.calibrated_logits(logits.double()).softmax(-1)
             priors["estimated"] = em_prior(probs, source).to(logits)
         return priors
+
+    def _results_location(self) -> tuple:
+        """(folder, file stem) of this test's results: the run folder's ``test_results`` (test after fit), or
+        ``<checkpoint>.test_results`` beside the tested checkpoint (``untrained.test_results`` without one)."""
+        if not self.results_beside_checkpoint:
+            return self.trainer.default_root_dir, "test_results"
+        ckpt = self.trainer.ckpt_path
+        if not ckpt:
+            return self.trainer.default_root_dir, "untrained.test_results"
+        return os.path.dirname(os.path.abspath(ckpt)), os.path.splitext(os.path.basename(ckpt))[0] + ".test_results"
 
     def on_test_epoch_end(self) -> None:
         dm = self.trainer.datamodule
@@ -272,7 +288,7 @@ class ImageClassifier(L.LightningModule):
                 self.log(f"test/{variant}/em_prior/l1", l1, sync_dist=True, add_dataloader_idx=False)
         self._test_outputs = {}
         if self.trainer.is_global_zero:
-            write_test_results(self.trainer.default_root_dir, results, counts, self.hparams)
+            write_test_results(*self._results_location(), results, counts, self.hparams)
             log_wandb_tables(self.trainer.loggers, results, counts)
 
 
@@ -299,14 +315,14 @@ def log_wandb_tables(loggers, results: Dict[str, Dict[str, Any]], class_counts: 
                              data=[[t, *row] for t, row in enumerate(conf)])
 
 
-def write_test_results(run_dir: str, results: Dict[str, Dict[str, Any]], class_counts: Optional[List[int]],
-                       hparams: Any) -> None:
-    """``test_results.json`` (everything, incl. per-class accuracy and confusion matrices) and ``test_results.md``."""
+def write_test_results(run_dir: str, stem: str, results: Dict[str, Dict[str, Any]],
+                       class_counts: Optional[List[int]], hparams: Any) -> None:
+    """``<stem>.json`` (everything, incl. per-class accuracy and confusion matrices) and ``<stem>.md`` in ``run_dir``."""
     payload = {"loss": hparams.loss, "loss_kwargs": hparams.loss_kwargs, "classifier": hparams.classifier,
                "head_kwargs": hparams.head_kwargs, "backbone": hparams.backbone,
                "class_counts": class_counts, "init_checkpoint": hparams.get("init_checkpoint"),
                "inference": {"ot_batch_size": hparams.get("ot_batch_size"), "ot_whole_set": hparams.get("ot_whole_set"),
                              "test_priors": list(hparams.get("test_priors", TEST_PRIORS)),
                              "inference_kwargs": hparams.get("inference_kwargs")}}
-    table = write_results_files(run_dir, payload, results, f"Test results — loss `{hparams.loss}`")
+    table = write_results_files(run_dir, payload, results, f"Test results — loss `{hparams.loss}`", stem=stem)
     print(f"\nloss={hparams.loss}\n{table}")
