@@ -30,7 +30,8 @@ data-fmnist:  ## make sure the offline Fashion-MNIST files exist (Debian package
 test: install data-fmnist  ## run the test suite
 	$(PY) -m pytest -q
 
-bench: install  ## time otcls solvers against POT / cvxpy (ratios + Markdown table)
+bench: install  ## time otcls solvers against POT, OTT-JAX, cvxpy, k-means-constrained -> results/bench/solvers.{md,json}
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) experiments/bench/bench_solvers.py
 
 clean:  ## remove run outputs (keeps .venv)

@@ -87,7 +87,8 @@ class _AbsorbedStep:
         """Row potentials and plan from the absorbed kernel (no log-sum-exp over the matrix)."""
         v, s, u, _ = self._half_steps(beta)
         plan = u[:, :, None] * self.kernel * v[:, None, :]
-        if not bool(torch.isfinite(plan).all() and (s > 0).all()):
+        lo, hi = torch.aminmax(plan.detach())  # NaN propagates: one pass instead of isfinite's two
+        if not (math.isfinite(float(lo)) and math.isfinite(float(hi)) and bool((s > 0).all())):
             alpha = self.log_a - row_lse(self.log_k, beta)
             return alpha, torch.exp(self.log_k + alpha[:, :, None] + beta[:, None, :])
         return torch.where(self.rows, self.alpha_abs + self.log_a - torch.log(s), self.log_a), plan
