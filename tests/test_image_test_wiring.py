@@ -132,3 +132,23 @@ def test_known_prior_changes_ot_predictions():
         for mode in ("reot", "dbot", "class_bias"):
             assert not torch.equal(head.predict(logits, mode=mode, test_prior=prior),
                                    head.predict(logits, mode=mode, test_prior="uniform")), (variant, mode)
+
+
+class OneTestSet(L.LightningDataModule):
+    """The least a DataModule needs: num_classes, class_counts and one test loader (no variants, no priors)."""
+
+    num_classes = 4
+    class_counts = CLASS_COUNTS
+
+    def test_dataloader(self):
+        return DataLoader(TensorDataset(*variant_logits("lt")), batch_size=16)
+
+
+def test_one_test_set_is_named_all(tmp_path):
+    model, trainer, saved = run_test(tmp_path, OneTestSet())
+    assert list(saved["results"]) == ["all"]
+    assert "known" not in " ".join(saved["results"]["all"])  # no test prior to know
+    logits, y = variant_logits("lt")
+    want = evaluate_predictions(model.head.predict(logits), y, 4, GROUPS)
+    assert float(trainer.callback_metrics["test/all/softmax/top1"]) == pytest.approx(want["top1"])
+    assert not [k for k in trainer.callback_metrics if k.startswith("test/test/")]

@@ -255,7 +255,7 @@ class ImageClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         dm = self.trainer.datamodule
-        variants = list(getattr(dm, "test_variants", ["test"]))
+        variants = list(getattr(dm, "test_variants", ["all"]))  # one test set without variants: test/all/<setting>/…
         counts = self.hparams.class_counts
         groups = self._shot_groups()
         n = self.hparams.num_classes
