@@ -132,7 +132,12 @@ def marginal_error(P, a, b=None, lower=None, upper=None):
 def row(key, case, dtype, peer, t_peer, t_ours, it_peer, it_ours, dP, err_peer, err_ours, bound, method, note=""):
     target = TARGETS.get(key)
     ratio = t_peer / t_ours
-    status = "" if target is None else ("met" if ratio >= target else f"missed: {ratio / target:.0%} of target")
+    if target is None:
+        status = ""
+    elif math.isnan(ratio):
+        status = "skipped: peer not run"
+    else:
+        status = "met" if ratio >= target else f"missed: ratio is {ratio / target:.0%} of the target"
     return dict(case=case, dtype=str(dtype).replace("torch.", ""), peer=peer, peer_s=t_peer, otcls_s=t_ours,
                 ratio=ratio, target=target, status=status, peer_iters=it_peer, otcls_iters=it_ours,
                 max_abs_dP=dP, peer_marginal_err=err_peer, otcls_marginal_err=err_ours, lower_bound_s=bound,
