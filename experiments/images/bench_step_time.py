@@ -2,7 +2,7 @@
 
 ResNet-32 + TransportHead, batch 512 × 100 classes, random 32×32 inputs; each step is forward,
 loss, backward and an SGD update. Losses are timed interleaved (round-robin) so machine load
-hits all alike; the ratio to CE is reported (targets from the issue: RE-OT ≤ 1.05×,
+hits all alike; the ratio to CE is reported (the project's targets: RE-OT ≤ 1.05×,
 DB-OT with k = 5 ≤ 1.2×). Writes ``OUT/step_time.{md,json}``.
 """
 from __future__ import annotations
