@@ -3,8 +3,9 @@
 For every loss this runs ``otcls fit --config configs/lvis/base/<base>.yaml --config
 configs/lvis/<set>/<loss>.yaml`` (fit, then LVISEval on the val split; ``--jobs`` runs at a
 time, each logging to ``<runs>/<loss>/run.log``), reads each run's
-``test_results.json`` and writes ``<out>/ap_table.md`` (AP × 100; "—" where a frequency group
-has no category) and ``<out>/ap_by_frequency.png``. With the demo base config it generates the
+``test_results.json`` and writes ``<out>/ap_table.md`` (AP × 100 of the default box scoring; "—"
+where a frequency group has no category), ``<out>/ap_by_inference.md`` (mask AP / APr of every
+box-inference setting the config scores) and ``<out>/ap_by_frequency.png``. With the demo base config it generates the
 demo set first if it is missing; ``--base lvis_v1 --set lvis_v1`` is the real LVIS recipe.
 
     OMP_NUM_THREADS=1 python experiments/lvis/run_demo.py --jobs 2   # every demo loss, 2 CPU cores
@@ -28,7 +29,7 @@ COLUMNS = ("segm/AP", "segm/AP50", "segm/AP75", "segm/APr", "segm/APc", "segm/AP
            "bbox/APc", "bbox/APf")
 
 
-def run_one(loss: str, args: argparse.Namespace) -> Tuple[str, Dict[str, float], float]:
+def run_one(loss: str, args: argparse.Namespace) -> Tuple[str, Dict, float]:
     """``otcls fit`` (then test) for one method file in a subprocess; its output goes to ``<run>/run.log``."""
     root = os.path.join(args.runs, loss)
     os.makedirs(root, exist_ok=True)
@@ -45,7 +46,23 @@ def run_one(loss: str, args: argparse.Namespace) -> Tuple[str, Dict[str, float],
     if code != 0:
         raise RuntimeError(f"run '{loss}' failed (exit {code}); see {os.path.join(root, 'run.log')}")
     with open(os.path.join(root, "test_results.json")) as f:
-        return loss, json.load(f)["metrics"], time.time() - t0
+        return loss, json.load(f), time.time() - t0
+
+
+def pct(v: float) -> Optional[float]:
+    """AP × 100; None (shown "—") where LVISEval reports -1 (a frequency group without categories)."""
+    return None if v < 0 else 100.0 * v
+
+
+def inference_table(by_inference: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    """Rows: loss; columns: mask AP and APr of each box-inference setting (same order for every loss)."""
+    from otcls.reporting.tables import markdown_table
+
+    settings = list(next(iter(by_inference.values())))
+    header = ["loss"] + [f"{s} {m}" for s in settings for m in ("segm/AP", "segm/APr")]
+    rows = [[loss] + [pct(res[s][m]) for s in settings for m in ("segm/AP", "segm/APr")]
+            for loss, res in by_inference.items()]
+    return markdown_table(header, rows, digits=1)
 
 
 def write_outputs(results: Dict[str, Dict[str, float]], seconds: Dict[str, float], out: str) -> str:
@@ -56,9 +73,6 @@ def write_outputs(results: Dict[str, Dict[str, float]], seconds: Dict[str, float
     import numpy as np
 
     from otcls.reporting.tables import markdown_table
-
-    def pct(v: float) -> Optional[float]:
-        return None if v < 0 else 100.0 * v
 
     os.makedirs(out, exist_ok=True)
     rows = [[loss] + [pct(m[c]) for c in COLUMNS] + [seconds[loss]] for loss, m in results.items()]
@@ -100,19 +114,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         from otcls.data.lvis_synth import main as make_demo
 
         make_demo(["--out", args.data_root])
-    done: Dict[str, Tuple[Dict[str, float], float]] = {}
+    done: Dict[str, Tuple[Dict, float]] = {}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, loss, args) for loss in args.losses]
         with tqdm(total=len(futures), desc="lvis runs", unit="run") as bar:
             for fut in as_completed(futures):
-                loss, metrics, sec = fut.result()
-                done[loss] = (metrics, sec)
-                bar.set_postfix_str(f"{loss}: mask AP {100 * metrics['segm/AP']:.1f}")
+                loss, saved, sec = fut.result()
+                done[loss] = (saved, sec)
+                bar.set_postfix_str(f"{loss}: mask AP {100 * saved['metrics']['segm/AP']:.1f}")
                 bar.update()
-    results = {loss: done[loss][0] for loss in args.losses}
+    results = {loss: done[loss][0]["metrics"] for loss in args.losses}
     seconds = {loss: done[loss][1] for loss in args.losses}
     print(write_outputs(results, seconds, args.out))
-    print(f"wrote {os.path.join(args.out, 'ap_table.md')} and {os.path.join(args.out, 'ap_by_frequency.png')}")
+    by_inference = inference_table({loss: done[loss][0]["by_inference"] for loss in args.losses})
+    with open(os.path.join(args.out, "ap_by_inference.md"), "w") as f:
+        f.write(by_inference)
+    print(by_inference)
+    print(f"wrote {os.path.join(args.out, 'ap_table.md')}, ap_by_inference.md and ap_by_frequency.png")
     return 0
 
 

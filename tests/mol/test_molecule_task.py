@@ -154,7 +154,7 @@ def test_ddp_test_scores_every_graph_once(mol_root, tmp_path):
             os.path.join(cfg, "losses", "ce.yaml"), "--data.init_args.name", "ogbg-moltiny-binary",
             "--data.init_args.root", mol_root, "--model.init_args.hidden", "8", "--model.init_args.num_layers", "1",
             "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--seed_everything", "0",
-            "--trainer.accelerator", "cpu"]
+            "--trainer.accelerator", "cpu", "--model.init_args.inference_modes", "[softmax, reot]"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     one, three = str(tmp_path / "one"), str(tmp_path / "three")
     for root, extra in ((one, []), (three, ["--trainer.strategy", "ddp", "--trainer.devices", "3"])):
@@ -167,8 +167,10 @@ def test_ddp_test_scores_every_graph_once(mol_root, tmp_path):
                           "--ckpt_path", os.path.join(three, "checkpoints", "last.ckpt")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-3000:]
-    ddp = json.load(open(os.path.join(three, "mol_test_results.json")))["results"]["softmax"]
-    single = json.load(open(os.path.join(one, "mol_test_results.json")))["results"]["softmax"]
+    ddp = json.load(open(os.path.join(three, "mol_test_results.json")))["results"]
+    single = json.load(open(os.path.join(one, "mol_test_results.json")))["results"]
     n_test = len(MoleculeDataModule("ogbg-moltiny-binary", root=mol_root).split("test"))
-    assert ddp["n"] == single["n"] == n_test
-    assert ddp["rocauc"] == pytest.approx(single["rocauc"], abs=1e-9, nan_ok=True)
+    assert list(ddp) == list(single) == ["softmax", "reot"]
+    for mode in single:  # every inference mode, OT over the whole test set included
+        assert ddp[mode]["n"] == single[mode]["n"] == n_test
+        assert ddp[mode] == pytest.approx(single[mode], abs=1e-9, nan_ok=True), mode
