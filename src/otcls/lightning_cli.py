@@ -328,9 +328,9 @@ def import_otcls_classes(args: List[str]) -> None:
     import otcls.data
     import otcls.tasks
 
-    asks_short_help = any(a.endswith((".help", "_help")) or a.startswith(("--model.help=", "--data.help="))
-                          for a in args) and any(a and "." not in a and not a.startswith("-") for a in args[1:])
-    if not asks_short_help:
+    asked = [value for flag, value in zip(args, args[1:]) if flag in ("--model.help", "--data.help")]
+    asked += [a.split("=", 1)[1] for a in args if a.startswith(("--model.help=", "--data.help="))]
+    if not any("." not in name for name in asked):
         return
     for package in (otcls.tasks, otcls.data):
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
