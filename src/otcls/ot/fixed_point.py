@@ -70,28 +70,29 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     z = z0
     device = z0.device
     active = torch.ones(B, dtype=torch.bool, device=device)
-    n_iter = torch.zeros(B, dtype=torch.long, device=device)
+    all_active = True  # host copy, refreshed at checks: while True the mask costs nothing
+    n_iter = torch.zeros(B, dtype=torch.long, device=device)  # up to the last check
     due_at = torch.full((B,), min(check_every, max_iter), dtype=torch.long, device=device)
     last_err = torch.full((B,), torch.nan, dtype=z0.dtype, device=device)
     last_at = torch.zeros(B, dtype=torch.long, device=device)
     history = []
-    saved = (0, z, n_iter)
+    saved = (0, z)
     next_check = min(check_every, max_iter)
     it = 0
     while it < max_iter:
         it += 1
         z_new = step(z)
-        z = torch.where(active[:, None], z_new, z) if tol is not None else z_new
-        n_iter = n_iter + active
+        z = z_new if tol is None or all_active else torch.where(active[:, None], z_new, z)
         if it != next_check:
             continue
         err = error(z).detach() if tol is not None else None
         probe = guard.probe(z, err) if guard is not None else z.new_zeros(0)
         if tol is None:
             if guard is not None and not guard.settle(probe.tolist()):
-                it, z, n_iter = saved
+                it, z = saved
                 continue
-            saved = (it, z, n_iter)
+            n_iter = n_iter + (it - saved[0])
+            saved = (it, z)
             next_check = min(it + check_every, max_iter)
             continue
         due = active & (due_at == it)
@@ -99,18 +100,20 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         new_due_at = torch.where(due, it + _steps_to_tol(err, last_err, it - last_at, tol, check_every), due_at)
         new_due_at = new_due_at.clamp_max(max_iter)
         upcoming = torch.where(new_active, new_due_at, torch.full_like(new_due_at, max_iter + 1)).min()
-        values = torch.cat([upcoming.to(z.dtype).reshape(1), probe.to(z.dtype)]).tolist()
-        if guard is not None and not guard.settle(values[1:]):
-            it, z, n_iter = saved
+        values = torch.cat([torch.stack([upcoming, new_active.sum()]).to(z.dtype), probe.to(z.dtype)]).tolist()
+        if guard is not None and not guard.settle(values[2:]):
+            it, z = saved
             continue
-        saved = (it, z, n_iter)
+        n_iter = n_iter + active * (it - saved[0])
+        saved = (it, z)
         history.append(err)
-        active, due_at = new_active, new_due_at
+        active, due_at, all_active = new_active, new_due_at, values[1] == B
         last_err = torch.where(due, err, last_err)
         last_at = torch.where(due, torch.full_like(last_at, it), last_at)
         if values[0] > max_iter:
             break
         next_check = int(values[0])
+    n_iter = n_iter + active * (it - saved[0])
     err = error(z).detach() if not history or tol is None else history[-1]
     if not history:
         history.append(err)

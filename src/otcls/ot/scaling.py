@@ -23,6 +23,7 @@ class ScalingKernel:
         self.KT = self.K.transpose(1, 2).contiguous()
         self.a = a
         self.rows = a > 0
+        self.all_rows = bool(self.rows.all())
         self._cache = (None, None)
 
     def half_steps(self, beta: torch.Tensor):
@@ -32,7 +33,7 @@ class ScalingKernel:
         v = torch.exp(beta)
         s = torch.bmm(v.unsqueeze(1), self.KT).squeeze(1)
         # a dead row divides by 1, so no 0/0 enters the graph
-        u = self.a / torch.where(self.rows, s, torch.ones_like(s))
+        u = self.a / (s if self.all_rows else torch.where(self.rows, s, torch.ones_like(s)))
         t = torch.bmm(u.unsqueeze(1), self.K).squeeze(1)
         out = (v, u, t)
         self._cache = (beta, out)

@@ -203,11 +203,14 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         kernel = ScalingKernel(p.log_kernel, p.a)
     cols = p.b > 0
+    all_cols = bool(cols.all())
     log_b = torch.where(cols, torch.log(torch.where(cols, p.b, torch.ones_like(p.b))), torch.full_like(p.b, -torch.inf))
     mass = p.a.sum(-1)
 
     def step(beta):
         _, _, t = kernel.half_steps(beta)
+        if all_cols:
+            return log_b - torch.log(t)
         return torch.where(cols, log_b - torch.log(torch.where(cols, t, torch.ones_like(t))), log_b)
 
     def error(beta):
