@@ -3,7 +3,6 @@ loss and, after DDP's gradient mean, the gradient of one process on the whole ba
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -12,6 +11,8 @@ import torch.multiprocessing as mp
 
 from otcls.losses import build_loss
 from otcls.tasks.common import gather_with_grad
+
+from ..test_head_ddp import _free_port
 
 N = 10  # global batch, 5 per rank
 LOSSES = [("nt_xent", {}), ("supcon", {}),
@@ -51,12 +52,6 @@ def _worker(rank, world, port, out):
         results[name] = (loss, grad / world)
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_gather_is_the_identity_in_one_process():
