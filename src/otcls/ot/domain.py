@@ -20,8 +20,6 @@ other half of the exponent range to the products. Past it the solvers take the l
 from __future__ import annotations
 
 import math
-from typing import Optional
-
 import torch
 
 from .problem import LinearProblem
@@ -32,10 +30,8 @@ def safe_log_range(dtype: torch.dtype) -> float:
     return 0.5 * -math.log(torch.finfo(dtype).tiny)
 
 
-def _spread(x: Optional[torch.Tensor]) -> torch.Tensor:
-    """``max log x - min log x`` over the positive finite entries of each row (0 for None)."""
-    if x is None:
-        return torch.zeros(())
+def _spread(x: torch.Tensor) -> torch.Tensor:
+    """``max log x - min log x`` over the positive finite entries of each row."""
     pos = (x > 0) & torch.isfinite(x)
     logx = torch.log(torch.where(pos, x, torch.ones_like(x)))
     hi = torch.where(pos, logx, torch.full_like(logx, -torch.inf)).amax(-1)
@@ -63,8 +59,8 @@ def scaling_margin(p: LinearProblem) -> torch.Tensor:
     """
     n, m = p.cost.shape[-2:]
     bounds = [x.detach() for x in (p.b, p.lower, p.upper) if x is not None]
-    cols = _spread(torch.cat(bounds, -1)) if bounds else torch.zeros(())
-    spreads = _spread(p.a.detach()) + cols.to(p.a.device)
+    cols = _spread(torch.cat(bounds, -1)) if bounds else p.a.new_zeros(())
+    spreads = _spread(p.a.detach()) + cols
     return safe_log_range(p.cost.dtype) - kernel_log_range(p) - spreads - math.log(max(n, m))
 
 

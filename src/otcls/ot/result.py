@@ -24,7 +24,8 @@ class OTResult:
         converged: ``error <= tol`` per problem (always True for closed forms and ``tol=None``
             runs that reached ``max_iter`` are marked by their error alone).
         errors: convergence record, one row per check, shape ``(n_checks, B)`` or ``(n_checks,)``.
-        method: the solver that produced the result.
+        method: the solver that produced the result; ``"a+b"`` when a batch was split between two
+            (``solve(method="auto")`` solves each problem in the domain its range allows).
         cost: the cost matrix the plan was solved for (kept for ``transport_cost``).
     """
 

@@ -59,7 +59,9 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         max_iter: iteration cap; hitting it with ``tol`` set raises :class:`OTConvergenceWarning`.
         grad: ``"autodiff"`` (unrolled), ``"implicit"`` (implicit differentiation at the fixed
             point, memory of one iteration) or ``"detach"``.
-        check_every: iterations between convergence checks.
+        check_every: most iterations between two convergence checks of a problem (each check is one
+            device synchronisation); a problem is checked earlier when the linear rate seen between
+            its last two checks predicts ``tol`` sooner.
         init_g: warm start, column potentials ``g`` ``(m,)`` or ``(B, m)`` in cost units (e.g. the
             ``g`` of a previous result on a nearby problem); ignored by the closed form.
         chunk_size: problems solved together; each chunk iterates to its own convergence. Default:
