@@ -144,3 +144,24 @@ def test_bad_chunk_size():
     C, a, b = random_problem(5, 3, 9)
     with pytest.raises(ValueError, match="chunk_size"):
         solve(C, a, b, eps=0.1, chunk_size=0)
+
+
+@pytest.mark.parametrize("grad", ["autodiff", "implicit"])
+def test_chunked_gradients_equal_unchunked_and_finite_differences(grad):
+    C, a, b = random_problem(8, 4, 10, batch=5)
+    w = torch.linspace(-1, 1, 5 * 8 * 4, dtype=torch.float64).reshape(5, 8, 4)
+
+    def loss(cost, chunk):
+        plan = solve(cost, a, b, eps=0.3, grad=grad, tol=1e-12, max_iter=20000, chunk_size=chunk).plan
+        return (w * plan).sum() + (plan ** 2).sum()
+
+    grads = []
+    for chunk in (5, 2):
+        c = C.clone().requires_grad_()
+        loss(c, chunk).backward()
+        grads.append(c.grad)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-12, rtol=0)
+    d = torch.randn(C.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        fd = (loss(C + 1e-6 * d, 2) - loss(C - 1e-6 * d, 2)) / 2e-6
+    torch.testing.assert_close((grads[1] * d).sum(), fd, atol=1e-7, rtol=1e-6)
