@@ -39,8 +39,7 @@ def _one_vs_two(args, fit_extra, tmp_path):
         shutil.copy(ckpt, own)
         proc = _cli(["test", *args(run_dir), *extra, "--ckpt_path", own])
         assert "sync_dist" not in proc.stderr  # no Lightning warning flood about epoch-level logging
-        beside = os.path.join(run_dir, "model.test_results.json")
-        with open(beside if os.path.isfile(beside) else os.path.join(run_dir, "test_results.json")) as fh:
+        with open(os.path.join(run_dir, "model.test_results.json")) as fh:
             out[name] = json.load(fh)["results"]
     return out["one"], out["two"]
 

@@ -10,6 +10,10 @@ demo set first if it is missing; ``--base lvis_v1 --set lvis_v1`` is the real LV
 
     OMP_NUM_THREADS=1 python experiments/lvis/run_demo.py --jobs 2   # every demo loss, 2 CPU cores
     python experiments/lvis/run_demo.py --losses ce reot_ratio --max-epochs 1
+    python experiments/lvis/run_demo.py --retest   # re-score the runs' last checkpoints (new inference settings)
+
+``--retest`` runs ``otcls test`` on each run's ``checkpoints/last.ckpt`` instead of training, and reads
+the ``last.test_results.json`` it writes beside the checkpoint (the time column is then left empty).
 """
 from __future__ import annotations
 
@@ -33,20 +37,28 @@ def run_one(loss: str, args: argparse.Namespace) -> Tuple[str, Dict, float]:
     """``otcls fit`` (then test) for one method file in a subprocess; its output goes to ``<run>/run.log``."""
     root = os.path.join(args.runs, loss)
     os.makedirs(root, exist_ok=True)
-    cmd = [sys.executable, "-m", "otcls.cli", "fit",
+    ckpt = os.path.join(root, "checkpoints", "last.ckpt")
+    if args.retest and not os.path.isfile(ckpt):
+        raise ValueError(f"--retest: run '{loss}' has no checkpoint {ckpt}; train it first (without --retest)")
+    cmd = [sys.executable, "-m", "otcls.cli", "test" if args.retest else "fit",
            "--config", os.path.join(args.configs, "base", f"{args.base}.yaml"),
            "--config", os.path.join(args.configs, args.set, f"{loss}.yaml"),
            f"--trainer.default_root_dir={root}", f"--data.init_args.root={args.data_root}",
            "--trainer.enable_progress_bar=false"]
     if args.max_epochs is not None:
         cmd.append(f"--trainer.max_epochs={args.max_epochs}")
+    if args.retest:
+        cmd.append(f"--ckpt_path={ckpt}")
     t0 = time.time()
-    with open(os.path.join(root, "run.log"), "w") as log:
+    log_name = "retest.log" if args.retest else "run.log"
+    with open(os.path.join(root, log_name), "w") as log:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
-        raise RuntimeError(f"run '{loss}' failed (exit {code}); see {os.path.join(root, 'run.log')}")
-    with open(os.path.join(root, "test_results.json")) as f:
-        return loss, json.load(f), time.time() - t0
+        raise RuntimeError(f"run '{loss}' failed (exit {code}); see {os.path.join(root, log_name)}")
+    results = os.path.join(root, "checkpoints", "last.test_results.json") if args.retest else \
+        os.path.join(root, "test_results.json")
+    with open(results) as f:
+        return loss, json.load(f), None if args.retest else time.time() - t0
 
 
 def pct(v: float) -> Optional[float]:
@@ -65,7 +77,7 @@ def inference_table(by_inference: Dict[str, Dict[str, Dict[str, float]]]) -> str
     return markdown_table(header, rows, digits=1)
 
 
-def write_outputs(results: Dict[str, Dict[str, float]], seconds: Dict[str, float], out: str) -> str:
+def write_outputs(results: Dict[str, Dict[str, float]], seconds: Dict[str, Optional[float]], out: str) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,6 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default="results/lvis_demo")
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (each a process; set OMP_NUM_THREADS)")
+    p.add_argument("--retest", action="store_true", help="otcls test the runs' last checkpoints instead of training")
     args = p.parse_args(argv)
     missing = [loss for loss in args.losses if not os.path.isfile(os.path.join(args.configs, args.set, f"{loss}.yaml"))]
     if missing:

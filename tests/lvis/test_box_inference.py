@@ -55,10 +55,17 @@ def test_box_prior_keeps_the_background_share():
     head = _model(loss="ce").roi_heads.box_predictor.head
     total = 4 * sum(COUNTS)  # background count 3·Σn
     bg = 3 * sum(COUNTS) / total
-    train = box_prior(head, "train")
-    assert torch.allclose(train, torch.tensor([3 * sum(COUNTS), *COUNTS], dtype=torch.float64) / total)
-    uniform = box_prior(head, "uniform")
-    assert torch.allclose(uniform, torch.tensor([bg] + [(1 - bg) / 10] * 10, dtype=torch.float64))
+    for mode in ("class_bias", "dbot"):  # CE is calibrated to the training ratio: both use its share
+        train = box_prior(head, "train", mode)
+        assert torch.allclose(train, torch.tensor([3 * sum(COUNTS), *COUNTS], dtype=torch.float64) / total)
+        uniform = box_prior(head, "uniform", mode)
+        assert torch.allclose(uniform, torch.tensor([bg] + [(1 - bg) / 10] * 10, dtype=torch.float64))
+    # Balanced Softmax is calibrated to uniform over K+1: class_bias keeps background at 1/11, OT at 3/4
+    balanced = _model(loss="balanced_softmax").roi_heads.box_predictor.head
+    assert torch.allclose(box_prior(balanced, "uniform", "class_bias"), torch.full((11,), 1 / 11, dtype=torch.float64))
+    assert torch.allclose(box_prior(balanced, "uniform", "reot"), uniform)
+    z = torch.randn(7, 11, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(box_scores(balanced, z, "class_bias:uniform"), z.softmax(1), atol=1e-6)
 
 
 def test_class_bias_and_dbot_box_scores():
@@ -66,7 +73,7 @@ def test_class_bias_and_dbot_box_scores():
     z = torch.randn(60, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
     source = torch.tensor([3 * sum(COUNTS), *COUNTS], dtype=torch.float64)
     source = source / source.sum()
-    b = box_prior(head, "uniform")
+    b = box_prior(head, "uniform", "class_bias")
     assert torch.allclose(box_scores(head, z, "class_bias:uniform"), (z - source.log() + b.log()).softmax(1))
     scores = box_scores(head, z, "dbot:uniform", eps=1.0, delta=0.1, tol=1e-9, max_iter=20000)
     cols = scores.sum(0) / 60

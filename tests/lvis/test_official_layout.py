@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -148,8 +149,11 @@ def test_fit_step_then_test_on_two_processes_equals_one(official_root, tmp_path)
     results = {}
     for name, extra in (("one", []), ("two", ["--trainer.strategy", "ddp", "--trainer.devices", "2"])):
         run_dir = str(tmp_path / name)
-        proc = _cli(["test", *_lvis_args(official_root, run_dir, extra), "--ckpt_path", ckpt])
-        with open(os.path.join(run_dir, "test_results.json")) as fh:
+        own = os.path.join(run_dir, "model.ckpt")  # otcls test writes model.test_results.json beside it
+        os.makedirs(run_dir)
+        shutil.copy(ckpt, own)
+        proc = _cli(["test", *_lvis_args(official_root, run_dir, extra), "--ckpt_path", own])
+        with open(os.path.join(run_dir, "model.test_results.json")) as fh:
             results[name] = json.load(fh)
         if name == "two":
             assert "sync_dist" not in proc.stderr

@@ -168,7 +168,8 @@ def test_ddp_test_scores_every_graph_once(mol_root, tmp_path):
                          env=env, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-3000:]
     ddp = json.load(open(os.path.join(three, "mol_test_results.json")))["results"]
-    single = json.load(open(os.path.join(one, "mol_test_results.json")))["results"]
+    # otcls test writes beside the checkpoint it tested, leaving the DDP fit's own results in place
+    single = json.load(open(os.path.join(three, "checkpoints", "last.mol_test_results.json")))["results"]
     n_test = len(MoleculeDataModule("ogbg-moltiny-binary", root=mol_root).split("test"))
     assert list(ddp) == list(single) == ["softmax", "reot"]
     for mode in single:  # every inference mode, OT over the whole test set included

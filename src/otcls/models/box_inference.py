@@ -6,9 +6,12 @@ A setting is ``softmax``, ``tau_norm`` or ``<mode>:<prior>`` with mode ``class_b
 those RoIs; ``softmax`` and ``class_bias`` score each RoI on its own).
 
 Background (index 0) is not a long-tail class, so a prior is built over the foreground and the
-background keeps the share it has in the training ratio (``1 - p`` of the sampled RoIs):
-``b = [r_0, (1 - r_0)·π]`` with π the named prior over the ``K`` categories (``train``: their
-training ratio, ``uniform``: ``1/K``). ``estimated`` runs EM over all ``K+1`` outputs.
+background keeps a fixed share β: ``b = [β, (1 - β)·π]`` with π the named prior over the ``K``
+categories (``train``: their training ratio, ``uniform``: ``1/K``). ``class_bias`` re-weights only
+among the categories: β is the background share of the prior the softmax is calibrated to, so a
+balanced loss's background scores are left as they are (otherwise the score threshold would drop
+its detections). The OT settings need the background's real share of the RoIs to couple them: β is
+its training share (``1 - p`` of the sampled RoIs). ``estimated`` runs EM over all ``K+1`` outputs.
 """
 from __future__ import annotations
 
@@ -36,14 +39,14 @@ def parse_setting(setting: str) -> Tuple[str, Optional[str]]:
     return mode, (prior or None)
 
 
-def box_prior(head: Any, prior: str) -> Any:
-    """The ``K+1`` test prior of ``prior`` (module doc); ``estimated`` is left to the head (EM)."""
+def box_prior(head: Any, prior: str, mode: str) -> Any:
+    """The ``K+1`` test prior of ``prior`` for ``mode`` (module doc); ``estimated`` is left to the head (EM)."""
     if prior == "estimated":
         return prior
     if head.class_counts is None:
         raise ValueError(f"box inference with prior '{prior}' needs the training class counts (class_counts)")
     counts = head.class_counts.double()
-    background = counts[0] / counts.sum()
+    background = head.calibrated_prior()[0] if mode == "class_bias" else counts[0] / counts.sum()
     foreground = resolve_prior(prior, head.num_classes - 1, class_counts=counts[1:])
     return torch.cat([background[None], (1.0 - background) * foreground])
 
@@ -53,7 +56,7 @@ def box_scores(head: Any, logits: torch.Tensor, setting: str, **kwargs: Any) -> 
     mode, prior = parse_setting(setting)
     if logits.shape[0] == 0:
         return logits.softmax(-1)
-    test_prior = "uniform" if prior is None else box_prior(head, prior)
+    test_prior = "uniform" if prior is None else box_prior(head, prior, mode)
     if isinstance(test_prior, torch.Tensor):
         test_prior = test_prior.to(logits)
     return head.predict_scores(logits, mode=mode, test_prior=test_prior, **kwargs)

@@ -2,10 +2,32 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Iterable, List, Optional, Tuple
 
 import lightning as L
 import torch
+
+
+class ResultsBesideCheckpoint:
+    """Mixin of the otcls tasks: where a test run's results go.
+
+    ``otcls test`` sets ``results_beside_checkpoint``; its results then go to ``<checkpoint>.<stem>``
+    beside the tested checkpoint (``untrained.<stem>`` in the run folder without one), so testing a
+    run's checkpoint again never overwrites the results its fit wrote to ``<run>/<stem>``.
+    """
+
+    results_beside_checkpoint = False
+
+    def results_location(self, stem: str) -> Tuple[str, str]:
+        """``(folder, file stem)`` of this test's results."""
+        trainer = self.trainer
+        if not self.results_beside_checkpoint:
+            return trainer.default_root_dir, stem
+        ckpt = trainer.ckpt_path
+        if not ckpt:
+            return trainer.default_root_dir, f"untrained.{stem}"
+        return os.path.dirname(os.path.abspath(ckpt)), f"{os.path.splitext(os.path.basename(ckpt))[0]}.{stem}"
 
 
 def classes_from_datamodule(module: L.LightningModule, hint: str) -> Tuple[int, Optional[List[int]]]:

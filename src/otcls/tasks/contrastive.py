@@ -25,7 +25,7 @@ from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
 from otcls.tasks.contrastive_augment import TwoViewAugment
 from otcls.tasks.evaluation import evaluate_predictions
-from otcls.tasks.common import (eval_batch_indices, gather_with_grad, gather_without_padding,
+from otcls.tasks.common import (ResultsBesideCheckpoint, eval_batch_indices, gather_with_grad, gather_without_padding,
                                 sgd_or_adamw_with_warmup_cosine)
 from otcls.tasks.linear_probe import Standardizer, extract_features, fit_probe
 
@@ -38,7 +38,7 @@ def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
                          nn.Linear(hidden_dim, out_dim))
 
 
-class ContrastiveTask(L.LightningModule):
+class ContrastiveTask(ResultsBesideCheckpoint, L.LightningModule):
     """Contrastive pre-training of a backbone + linear-probe evaluation.
 
     Args:
@@ -205,12 +205,12 @@ class ContrastiveTask(L.LightningModule):
                                  add_dataloader_idx=False)
         self._test_outputs = {}
         if self.trainer.is_global_zero:
-            write_probe_results(self.trainer.default_root_dir, results, hp)
+            write_probe_results(*self.results_location("test_results"), results, hp)
 
 
-def write_probe_results(run_dir: str, results: Dict[str, Dict[str, Any]], hparams: Any) -> None:
-    """``test_results.json`` (incl. per-class accuracy) and ``test_results.md`` of the linear probe."""
+def write_probe_results(run_dir: str, stem: str, results: Dict[str, Dict[str, Any]], hparams: Any) -> None:
+    """``<stem>.json`` (incl. per-class accuracy) and ``<stem>.md`` of the linear probe in ``run_dir``."""
     payload = {"task": "contrastive", "loss": hparams.loss, "loss_kwargs": hparams.loss_kwargs,
                "backbone": hparams.backbone, "class_counts": hparams.class_counts}
     write_results_files(run_dir, payload, results, f"Linear probe — contrastive loss `{hparams.loss}`",
-                       mode_header="probe inference")
+                       mode_header="probe inference", stem=stem)

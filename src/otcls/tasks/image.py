@@ -27,8 +27,8 @@ from otcls.inference.priors import em_prior
 from otcls.inference.scores import OT_MODES, PRIOR_MODES
 from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
-from otcls.tasks.common import (build_head_from_hparams, classes_from_datamodule, eval_batch_indices,
-                                gather_without_padding, sgd_or_adamw_with_warmup_cosine)
+from otcls.tasks.common import (ResultsBesideCheckpoint, build_head_from_hparams, classes_from_datamodule,
+                                eval_batch_indices, gather_without_padding, sgd_or_adamw_with_warmup_cosine)
 from otcls.tasks.evaluation import evaluate_predictions
 
 INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
@@ -60,7 +60,7 @@ def inference_settings(modes: Sequence[str], priors: Sequence[str], ot_batch_siz
     return out
 
 
-class ImageClassifier(L.LightningModule):
+class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
     """Long-tailed image classification with OT losses and OT inference.
 
     Args:
@@ -81,8 +81,6 @@ class ImageClassifier(L.LightningModule):
     """
 
     checkpoint_monitor = ("val/bal_acc", "max")  # read by otcls.lightning_cli to pick the best checkpoint
-    # set by `otcls test`: its results go beside the tested checkpoint, not over the fit's in the run folder
-    results_beside_checkpoint = False
 
     def __init__(self, backbone: str = "resnet32", backbone_kwargs: Optional[Dict[str, Any]] = None,
                  loss: str = "ce", loss_kwargs: Optional[Dict[str, Any]] = None, classifier: str = "linear",
@@ -243,16 +241,6 @@ class ImageClassifier(L.LightningModule):
             priors["estimated"] = em_prior(probs, source).to(logits)
         return priors
 
-    def _results_location(self) -> tuple:
-        """(folder, file stem) of this test's results: the run folder's ``test_results`` (test after fit), or
-        ``<checkpoint>.test_results`` beside the tested checkpoint (``untrained.test_results`` without one)."""
-        if not self.results_beside_checkpoint:
-            return self.trainer.default_root_dir, "test_results"
-        ckpt = self.trainer.ckpt_path
-        if not ckpt:
-            return self.trainer.default_root_dir, "untrained.test_results"
-        return os.path.dirname(os.path.abspath(ckpt)), os.path.splitext(os.path.basename(ckpt))[0] + ".test_results"
-
     def on_test_epoch_end(self) -> None:
         dm = self.trainer.datamodule
         variants = list(getattr(dm, "test_variants", ["all"]))  # one test set without variants: test/all/<setting>/…
@@ -288,7 +276,7 @@ class ImageClassifier(L.LightningModule):
                 self.log(f"test/{variant}/em_prior/l1", l1, sync_dist=True, add_dataloader_idx=False)
         self._test_outputs = {}
         if self.trainer.is_global_zero:
-            write_test_results(*self._results_location(), results, counts, self.hparams)
+            write_test_results(*self.results_location("test_results"), results, counts, self.hparams)
             log_wandb_tables(self.trainer.loggers, results, counts)
 
 

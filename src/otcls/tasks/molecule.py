@@ -4,7 +4,8 @@ Training: Adam (OGB examples: lr 1e-3, batch 32, 100 epochs). Each validation ep
 ``val/rocauc`` (the DataModule's ``evaluate``: OGB's Evaluator for OGB's sets), used to pick
 the best checkpoint; ``otcls fit --test_after_fit true`` then tests that checkpoint. The ROC-AUC
 score is the positive-class column of ``head.predict_scores`` (binary sets) or the full score
-matrix (multi-class, one-vs-rest). Test writes ``mol_test_results.{json,md}`` into the run directory.
+matrix (multi-class, one-vs-rest). Test after fit writes ``mol_test_results.{json,md}`` into the run
+directory; ``otcls test --ckpt_path X.ckpt`` writes ``X.mol_test_results.{json,md}`` beside the checkpoint.
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from otcls.models.gnn import MoleculeGNN
 from otcls.reporting.tables import markdown_table
-from otcls.tasks.common import build_head_from_hparams, classes_from_datamodule, gather_without_padding
+from otcls.tasks.common import ResultsBesideCheckpoint, build_head_from_hparams, classes_from_datamodule, gather_without_padding
 
 
-class MoleculeClassifier(L.LightningModule):
+class MoleculeClassifier(ResultsBesideCheckpoint, L.LightningModule):
     """Long-tailed molecule classification with OT losses.
 
     Args:
@@ -165,16 +166,16 @@ class MoleculeClassifier(L.LightningModule):
         return self.scores(self(batch))
 
     def _write_results(self, results: Dict[str, Dict[str, float]]) -> None:
-        run_dir = self.trainer.default_root_dir
+        run_dir, stem = self.results_location("mol_test_results")
         os.makedirs(run_dir, exist_ok=True)
         dm = getattr(self.trainer, "datamodule", None)
         hp = self.hparams
         payload = {"dataset": getattr(dm, "name", None), "loss": hp.loss, "loss_kwargs": hp.loss_kwargs,
                    "conv": hp.conv, "virtual_node": hp.virtual_node, "class_counts": hp.class_counts,
                    "epoch": self.current_epoch, "results": results}
-        with open(os.path.join(run_dir, "mol_test_results.json"), "w") as fh:
+        with open(os.path.join(run_dir, f"{stem}.json"), "w") as fh:
             json.dump(payload, fh, indent=1, allow_nan=True)
         rows = [[mode, 100 * r["rocauc"], 100 * r["acc"], 100 * r["bal_acc"], r["n"]] for mode, r in results.items()]
         table = markdown_table(["inference", "ROC-AUC", "acc", "bal. acc", "n"], rows)
-        with open(os.path.join(run_dir, "mol_test_results.md"), "w") as fh:
+        with open(os.path.join(run_dir, f"{stem}.md"), "w") as fh:
             fh.write(f"# Test results — {payload['dataset']}, loss `{hp.loss}`\n\n{table}")

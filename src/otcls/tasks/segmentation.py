@@ -5,8 +5,8 @@ box-classification loss is the head's loss over ``K`` categories + background). 
 minimises the sum of torchvision's RPN, box-regression and mask losses and the head's
 classification loss. Validation/test run the detector, convert detections to LVIS results and
 score them with ``lvis.LVISEval`` (``segm`` and ``bbox``: AP, AP50, AP75, APr, APc, APf),
-logged as ``val/segm/AP`` etc.; the last test metrics are also written to
-``<run dir>/test_results.json``.
+logged as ``val/segm/AP`` etc.; the test metrics are also written to ``<run dir>/test_results.json``
+(test after fit) or ``<checkpoint>.test_results.json`` beside the checkpoint ``otcls test`` tested.
 
 Box scores come from the head's inference modes (:mod:`otcls.models.box_inference`): the first of
 ``inference`` is the model's own (validation, ``test/segm/AP``); every setting is scored at test
@@ -25,11 +25,11 @@ import torch.distributed as dist
 
 from otcls.models.box_inference import detect, parse_setting
 from otcls.models.mask_rcnn import BACKBONES, build_mask_rcnn
-from otcls.tasks.common import sgd_or_adamw_with_warmup_cosine
+from otcls.tasks.common import ResultsBesideCheckpoint, sgd_or_adamw_with_warmup_cosine
 from otcls.tasks.lvis_eval import IOU_TYPES, detections_to_lvis, evaluate_lvis
 
 
-class SegmentationTask(L.LightningModule):
+class SegmentationTask(ResultsBesideCheckpoint, L.LightningModule):
     """Mask R-CNN + TransportHead on an LVIS-format DataModule (:class:`otcls.data.lvis.LVISDataModule`).
 
     Args:
@@ -193,9 +193,9 @@ class SegmentationTask(L.LightningModule):
         settings = list(self.hparams.inference)
         results = self._eval_end("test", settings)
         if self.trainer.is_global_zero:
-            root = self.trainer.default_root_dir
+            root, stem = self.results_location("test_results")
             os.makedirs(root, exist_ok=True)
-            with open(os.path.join(root, "test_results.json"), "w") as f:
+            with open(os.path.join(root, f"{stem}.json"), "w") as f:
                 json.dump({"loss": self.hparams.loss, "loss_kwargs": self.hparams.loss_kwargs,
                            "inference": settings[0], "metrics": results[settings[0]],
                            "by_inference": results}, f, indent=2)
