@@ -66,6 +66,11 @@ def test_infeasible_prior_support_is_named_not_just_slow():
     a = b = torch.full((3,), 1 / 3, dtype=torch.float64)
     with pytest.warns(Warning), pytest.raises(ValueError, match="prior Q .* is infeasible"):
         solve(torch.zeros(3, 3, dtype=torch.float64), a, b, eps=1.0, prior=Q, max_iter=200)
+    # float32, eps 0.1: the range bound picks the scaling domain, whose iterates then diverge; still named
+    C = torch.rand(6, 3, generator=torch.Generator().manual_seed(0))
+    Q6 = torch.tensor([[1.0, 0, 0]] * 4 + [[0, 1.0, 1.0]] * 2)
+    with pytest.warns(Warning), pytest.raises(ValueError, match="prior Q .* is infeasible"):
+        solve(C, torch.full((6,), 1 / 6), torch.full((3,), 1 / 3), eps=0.1, prior=Q6)
     # a feasible zero pattern converges as before
     ok = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
     assert bool(solve(torch.zeros(3, 3, dtype=torch.float64), a, b, eps=1.0, prior=ok).converged)

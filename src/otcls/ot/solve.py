@@ -95,18 +95,28 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         groups = [(AUTO_METHODS[kind][0] if method == "auto" else method, None)]
     size = int(chunk_size) if chunk_size is not None else auto_chunk_size(n, m, problem.cost.dtype,
                                                                             problem.cost.device)
+
+    def run(name: str, part: LinearProblem, beta: torch.Tensor) -> OTResult:
+        try:
+            return SOLVERS[kind][name](part, beta0=beta, **options)
+        except FloatingPointError:
+            # The range bound holds at the solution; iterates that diverge (e.g. a prior whose zeros admit no
+            # coupling) can still leave it. Under "auto" the log domain takes over and reports what is wrong.
+            if method != "auto" or name != AUTO_METHODS[kind][0]:
+                raise
+            return SOLVERS[kind][AUTO_METHODS[kind][1]](part, beta0=beta, **options)
+
     if len(groups) == 1 and B <= size:
-        result = SOLVERS[kind][groups[0][0]](problem, beta0=beta0, **options)
+        result = run(groups[0][0], problem, beta0)
     elif len(groups) == 1:
-        solver = SOLVERS[kind][groups[0][0]]
-        parts = [solver(subproblem(problem, slice(s, s + size)), beta0=beta0[s:s + size], **options)
+        parts = [run(groups[0][0], subproblem(problem, slice(s, s + size)), beta0[s:s + size])
                  for s in range(0, B, size)]
         result = concat(parts, None, problem)
     else:
         parts, order = [], []
         for name, idx in groups:
             for chunk in idx.split(size):
-                parts.append(SOLVERS[kind][name](subproblem(problem, chunk), beta0=beta0[chunk], **options))
+                parts.append(run(name, subproblem(problem, chunk), beta0[chunk]))
                 order.append(chunk)
         result = concat(parts, torch.cat(order), problem)
     if tol is not None and problem.prior is not None and problem.b is not None:
