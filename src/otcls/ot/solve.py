@@ -1,6 +1,7 @@
 """One entry point for every linear OT problem in otcls."""
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict, Optional
 
 import torch
@@ -97,14 +98,22 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
                                                                             problem.cost.device)
 
     def run(name: str, part: LinearProblem, beta: torch.Tensor) -> OTResult:
-        try:
+        if method != "auto" or name != AUTO_METHODS[kind][0]:
             return SOLVERS[kind][name](part, beta0=beta, **options)
-        except FloatingPointError:
-            # The range bound holds at the solution; iterates that diverge (e.g. a prior whose zeros admit no
-            # coupling) can still leave it. Under "auto" the log domain takes over and reports what is wrong.
-            if method != "auto" or name != AUTO_METHODS[kind][0]:
-                raise
+        # The range bound holds at the solution; iterates that diverge (e.g. a prior whose zeros admit no
+        # coupling) can still leave it. Then the log domain takes over and reports what is wrong, and the
+        # scaling attempt's own warnings (about NaN errors) are dropped.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = SOLVERS[kind][name](part, beta0=beta, **options)
+            except FloatingPointError:
+                result = None
+        if result is None:
             return SOLVERS[kind][AUTO_METHODS[kind][1]](part, beta0=beta, **options)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return result
 
     if len(groups) == 1 and B <= size:
         result = run(groups[0][0], problem, beta0)
