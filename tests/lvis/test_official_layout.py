@@ -163,3 +163,32 @@ def test_fit_step_then_test_on_two_processes_equals_one(official_root, tmp_path)
     for setting, metrics in one["by_inference"].items():
         assert set(metrics) >= {"segm/AP", "bbox/AP", "segm/APr"}
         assert two["by_inference"][setting] == pytest.approx(metrics, abs=1e-12), setting
+
+
+def test_a_padded_image_counts_once_when_ranks_are_merged(official_root):
+    """5 val images on 2 ranks: the sampler gives rank 1 a repeat of image 0. Ground truth fed back as
+    detections scores AP 1 once merged per image id; counted twice, the repeat's boxes are false positives."""
+    from torch.utils.data import DistributedSampler
+
+    from otcls.tasks.lvis_eval import merge_rank_detections
+
+    dm = LVISDataModule(root=official_root)
+    dm.setup()
+    ds = LVISDetection(dm.val_lvis, dm.image_root, dm.cat_to_label)
+    parts = []
+    for rank in range(2):
+        per_image = {}
+        for k in DistributedSampler(range(len(ds)), num_replicas=2, rank=rank, shuffle=False):
+            _, t = ds[k]
+            out = {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["boxes"])),
+                   "masks": t["masks"][:, None].float()}
+            per_image[t["image_id"]] = detections_to_lvis([out], [t["image_id"]], dm.category_ids)
+        parts.append({"softmax": per_image})
+    ids = sorted(dm.val_lvis.get_img_ids())
+    assert len(ids) == 5 and sum(len(p["softmax"]) for p in parts) == 6  # one padded repeat
+    merged = merge_rank_detections(parts)["softmax"]
+    assert sorted(merged) == ids
+    good = evaluate_lvis(dm.val_lvis, [r for i in ids for r in merged[i]], ids)
+    assert good["segm/AP"] == pytest.approx(1.0) and good["bbox/AP"] == pytest.approx(1.0)
+    doubled = [r for p in parts for recs in p["softmax"].values() for r in recs]
+    assert evaluate_lvis(dm.val_lvis, doubled, ids)["bbox/AP"] < 0.99

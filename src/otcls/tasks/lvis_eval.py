@@ -65,6 +65,19 @@ def detections_to_lvis(outputs: Sequence[Dict[str, torch.Tensor]], image_ids: Se
     return records
 
 
+def merge_rank_detections(parts: Sequence[Dict[str, Dict[int, List[Dict]]]]) -> Dict[str, Dict[int, List[Dict]]]:
+    """Merge every rank's ``{setting: {image id: result records}}``, keeping the first rank's records of an
+    image: the distributed sampler repeats images to fill the last batch, and their detections must count
+    once (twice, they would be false positives)."""
+    merged: Dict[str, Dict[int, List[Dict]]] = {}
+    for part in parts:
+        for setting, per_image in part.items():
+            into = merged.setdefault(setting, {})
+            for img_id, recs in per_image.items():
+                into.setdefault(img_id, recs)
+    return merged
+
+
 def evaluate_lvis(gt: LVIS, results: List[Dict], image_ids: Sequence[int],
                   iou_types: Sequence[str] = IOU_TYPES, max_dets: int = 300) -> Dict[str, float]:
     """Run ``LVISEval`` on the images ``image_ids``; returns ``{"segm/AP": ..., "bbox/APr": ...}``.

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from otcls.models.box_inference import detect, parse_setting
 from otcls.models.mask_rcnn import BACKBONES, build_mask_rcnn
 from otcls.tasks.common import ResultsBesideCheckpoint, sgd_or_adamw_with_warmup_cosine
-from otcls.tasks.lvis_eval import IOU_TYPES, detections_to_lvis, evaluate_lvis
+from otcls.tasks.lvis_eval import IOU_TYPES, detections_to_lvis, evaluate_lvis, merge_rank_detections
 
 
 class SegmentationTask(ResultsBesideCheckpoint, L.LightningModule):
@@ -150,12 +150,7 @@ class SegmentationTask(ResultsBesideCheckpoint, L.LightningModule):
         if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             gathered: List[Any] = [None] * self.trainer.world_size
             dist.all_gather_object(gathered, records)
-            records = {}
-            for part in gathered:
-                for setting, per_image in part.items():
-                    merged = records.setdefault(setting, {})
-                    for img_id, recs in per_image.items():
-                        merged.setdefault(img_id, recs)
+            records = merge_rank_detections(gathered)
         return records
 
     def _eval_end(self, prefix: str, settings: Sequence[str]) -> Dict[str, Dict[str, float]]:
