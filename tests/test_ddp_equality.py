@@ -86,3 +86,26 @@ def test_contrastive_task_two_processes_equal_one(fmnist_root, tmp_path):
                                   "--trainer.limit_val_batches", "1"], tmp_path)
     assert any(res["softmax"]["n"] % 2 for res in one.values())
     _assert_same(one, two)
+
+
+@pytest.mark.timeout(900)
+def test_predict_two_processes_write_the_one_process_file(fmnist_root, tmp_path):
+    """``otcls predict`` on 2 processes gathers the ranks' logits and writes one file equal to one process's
+    (EM priors and OT couplings over the whole set, not per rank)."""
+    def args(run_dir):
+        return [*fmnist_args(fmnist_root, run_dir, "ce"), "--data.init_args.eval_batch_size", "16"]
+
+    fit_dir = str(tmp_path / "fit")
+    _cli(["fit", *args(fit_dir), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+          "--test_after_fit", "false"])
+    files = {}
+    for name, extra in (("one", []), ("two", TWO)):
+        run_dir = str(tmp_path / name)
+        os.makedirs(run_dir)
+        shutil.copy(os.path.join(fit_dir, "checkpoints", "last.ckpt"), os.path.join(run_dir, "model.ckpt"))
+        _cli(["predict", *args(run_dir), *extra, "--ckpt_path", os.path.join(run_dir, "model.ckpt")])
+        assert sorted(f for f in os.listdir(run_dir) if f.endswith(".csv")) == ["model.predictions.csv"]
+        with open(os.path.join(run_dir, "model.predictions.csv")) as fh:
+            files[name] = fh.read()
+    assert files["two"] == files["one"]
+    assert files["one"].count("\n") == 121  # header + the 120 balanced test images

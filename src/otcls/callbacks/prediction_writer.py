@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from otcls.inference.scores import OT_MODES, PRIOR_MODES
+from otcls.tasks.common import unique_first
 
 PREDICT_PRIORS = ("uniform", "estimated", "train")
 
@@ -19,6 +20,18 @@ def prediction_columns(modes: Sequence[str], prior: str) -> List[tuple]:
     return [(f"{mode}:{prior}" if mode in PRIOR_MODES else mode, mode) for mode in modes]
 
 
+def _gather_by_index(logits: torch.Tensor, index: torch.Tensor, labels: Optional[torch.Tensor]) -> tuple:
+    """Every rank's rows, one per sample index, in index order (ranks may hold unequal shares: objects are gathered)."""
+    import torch.distributed as dist
+
+    parts: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (logits, index, labels))
+    logits, index = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    labels = None if labels is None else torch.cat([p[2] for p in parts])
+    index, first = unique_first(index)
+    return logits[first], index, None if labels is None else labels[first]
+
+
 class PredictionWriter(BasePredictionWriter):
     """Writes ``path`` (CSV) after ``predict``: ``index``, ``label`` (when the batches carry labels), then the
     predicted class of softmax and of every inference mode of the model (``hparams.inference_modes``).
@@ -26,7 +39,8 @@ class PredictionWriter(BasePredictionWriter):
     Modes that need a test prior (``class_bias``, ``reot``, ``dbot``) get ``prior``: ``estimated`` (EM on the
     predicted set's own logits; the default, since the labels of new data are unknown), ``uniform`` or
     ``train``. OT modes use the model's ``inference_kwargs`` and ``ot_batch_size`` (seed 0), as ``otcls test`` does.
-    Under DDP every rank writes its own share to ``<path stem>-rank<r>.csv``.
+    Under DDP the ranks' logits are gathered (each sample once, by its index) and rank 0 scores and writes
+    the whole set, so the file equals a one-process run's (OT couplings and EM see every sample).
     """
 
     def __init__(self, path: str, prior: str = "estimated") -> None:
@@ -56,11 +70,15 @@ class PredictionWriter(BasePredictionWriter):
         else:
             index = torch.arange(len(logits))
         labels = torch.cat([b["target"] for b in batches]).cpu() if "target" in batches[0] else None
+        if trainer.world_size > 1:
+            if "index" not in batches[0]:
+                raise ValueError("otcls predict on several processes needs predict batches that carry sample "
+                                 "indices (x, y, index), to put the ranks' shares back together; run it on one device")
+            logits, index, labels = _gather_by_index(logits, index, labels)
+            if not trainer.is_global_zero:
+                return
         preds = self._predictions(pl_module, logits)
         path = self.path
-        if trainer.world_size > 1:
-            stem, ext = os.path.splitext(path)
-            path = f"{stem}-rank{trainer.global_rank}{ext}"
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w", newline="") as fh:
             writer = csv.writer(fh)
