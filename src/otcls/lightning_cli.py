@@ -34,6 +34,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from otcls.callbacks.finite_loss import FiniteLossGuard
+from otcls.tasks.common import checkpoint_sibling
 
 
 def wandb_run_id(root: str) -> str:
@@ -308,7 +309,7 @@ def unknown_loss(cfg) -> Optional[str]:
 def beside_checkpoint(ckpt_path: Optional[str], run_root: str, name: str) -> str:
     """``<checkpoint without .ckpt>.<name>`` beside a checkpoint file; ``<run_root>/<name>`` without one."""
     if ckpt_path and os.path.isfile(str(ckpt_path)):
-        return f"{os.path.splitext(str(ckpt_path))[0]}.{name}"
+        return checkpoint_sibling(ckpt_path, name)
     return os.path.join(run_root, name)
 
 

@@ -9,6 +9,11 @@ import lightning as L
 import torch
 
 
+def checkpoint_sibling(ckpt_path: str, name: str) -> str:
+    """``<checkpoint path without .ckpt>.<name>``: where a command's output about a checkpoint goes."""
+    return f"{os.path.splitext(os.path.abspath(str(ckpt_path)))[0]}.{name}"
+
+
 class ResultsBesideCheckpoint:
     """Mixin of the otcls tasks: where a test run's results go.
 
@@ -27,7 +32,7 @@ class ResultsBesideCheckpoint:
         ckpt = trainer.ckpt_path
         if not ckpt:
             return trainer.default_root_dir, f"untrained.{stem}"
-        return os.path.dirname(os.path.abspath(ckpt)), f"{os.path.splitext(os.path.basename(ckpt))[0]}.{stem}"
+        return os.path.split(checkpoint_sibling(ckpt, stem))
 
 
 def classes_from_datamodule(module: L.LightningModule, hint: str) -> Tuple[int, Optional[List[int]]]:
@@ -67,12 +72,12 @@ def _gather_no_grad(t: torch.Tensor) -> List[torch.Tensor]:
     return parts
 
 
-def eval_batch_indices(batch, parts: List[tuple]) -> torch.Tensor:
-    """Sample indices of an evaluation batch: its third item (DataModules that carry them, so DDP's padded
-    repeats can be dropped), else positions in loader order counted over ``parts`` (one process only)."""
-    y = batch[1]
-    if len(batch) > 2:
-        return batch[2]
+def eval_batch_indices(idx: Optional[torch.Tensor], y: torch.Tensor, parts: List[tuple]) -> torch.Tensor:
+    """Sample indices of an evaluation batch with labels ``y``: ``idx`` when the loader carries them (so DDP's
+    padded repeats can be dropped), else positions in loader order counted over the batches ``parts`` seen
+    so far (one process only)."""
+    if idx is not None:
+        return idx.view(-1)
     seen = sum(len(part[1]) for part in parts)
     return torch.arange(seen, seen + len(y), device=y.device)
 
@@ -85,10 +90,10 @@ def unique_first(idx: torch.Tensor) -> tuple:
     return uniq, first
 
 
-def gather_without_padding(module: L.LightningModule, logits: torch.Tensor, y: torch.Tensor,
-                           idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """This rank's ``(logits, y)`` with every rank's, each sample once (a DistributedSampler pads the last
-    batch with repeats, found by their sample index ``idx``), in index order."""
+def gather_without_padding(module: L.LightningModule, parts: Iterable[tuple]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """This rank's evaluation batches ``parts`` (``(logits, y, idx)`` each) with every rank's, each sample once
+    (a DistributedSampler pads the last batch with repeats, found by their sample index), in index order."""
+    logits, y, idx = (torch.cat(t) for t in zip(*parts))
     if module.trainer.world_size > 1:
         logits, y, idx = (module.all_gather(t).flatten(0, 1) for t in (logits, y, idx))
         idx, first = unique_first(idx)

@@ -180,7 +180,7 @@ class ContrastiveTask(ResultsBesideCheckpoint, L.LightningModule):
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch[0], batch[1]
         parts = self._test_outputs.setdefault(dataloader_idx, [])
-        parts.append((self(x).detach(), y, eval_batch_indices(batch, parts)))
+        parts.append((self(x).detach(), y, eval_batch_indices(batch[2] if len(batch) > 2 else None, y, parts)))
 
     def on_test_epoch_end(self) -> None:
         dm = self.trainer.datamodule
@@ -191,7 +191,7 @@ class ContrastiveTask(ResultsBesideCheckpoint, L.LightningModule):
         for k, variant in enumerate(variants):
             if k not in self._test_outputs:
                 continue
-            logits, y = gather_without_padding(self, *(torch.cat(t) for t in zip(*self._test_outputs[k])))
+            logits, y = gather_without_padding(self, self._test_outputs[k])
             prior = dm.test_prior(variant).to(logits.device) if hasattr(dm, "test_prior") else "uniform"
             results[variant] = {}
             for mode in hp.inference_modes:

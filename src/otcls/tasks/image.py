@@ -224,11 +224,7 @@ class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch[0], batch[1]
         parts = self._test_outputs.setdefault(dataloader_idx, [])
-        parts.append((self(x).detach(), y, eval_batch_indices(batch, parts)))
-
-    def _gather(self, parts: List[tuple]) -> tuple:
-        """Concatenate this rank's outputs, gather all ranks, drop sampler-padded duplicates by index."""
-        return gather_without_padding(self, *(torch.cat(t) for t in zip(*parts)))
+        parts.append((self(x).detach(), y, eval_batch_indices(batch[2] if len(batch) > 2 else None, y, parts)))
 
     def _test_priors(self, logits: torch.Tensor, known: Optional[torch.Tensor]) -> Dict[str, Any]:
         """The priors given to OT inference: known (if the DataModule has it), uniform, EM-estimated."""
@@ -253,7 +249,7 @@ class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
         for k, variant in enumerate(variants):
             if k not in self._test_outputs:
                 continue
-            logits, y = self._gather(self._test_outputs[k])
+            logits, y = gather_without_padding(self, self._test_outputs[k])
             known = dm.test_prior(variant).to(logits.device) if hasattr(dm, "test_prior") else None
             priors = self._test_priors(logits, known)
             results[variant] = {}

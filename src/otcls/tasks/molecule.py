@@ -21,7 +21,8 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from otcls.models.gnn import MoleculeGNN
 from otcls.reporting.tables import markdown_table
-from otcls.tasks.common import ResultsBesideCheckpoint, build_head_from_hparams, classes_from_datamodule, gather_without_padding
+from otcls.tasks.common import (ResultsBesideCheckpoint, build_head_from_hparams, classes_from_datamodule,
+                                eval_batch_indices, gather_without_padding)
 
 
 class MoleculeClassifier(ResultsBesideCheckpoint, L.LightningModule):
@@ -110,15 +111,13 @@ class MoleculeClassifier(ResultsBesideCheckpoint, L.LightningModule):
     # --- evaluation ------------------------------------------------------------------------
     def _collect(self, stage: str, batch) -> None:
         y = self.targets(batch)
-        idx = getattr(batch, "sample_idx", None)
-        if idx is None:  # a loader without sample indices (not MoleculeDataModule's): position in the stream
-            idx = torch.arange(len(y), device=y.device) + sum(len(part[1]) for part in self._outputs.get(stage, []))
-        self._outputs.setdefault(stage, []).append((self(batch).detach(), y, idx.view(-1)))
+        parts = self._outputs.setdefault(stage, [])
+        parts.append((self(batch).detach(), y, eval_batch_indices(getattr(batch, "sample_idx", None), y, parts)))
 
     def _gathered(self, stage: str) -> tuple:
         """Every rank's graphs once each: the test-set coupling and ROC-AUC need all of them, and a
         DistributedSampler pads the last batch with repeats that would be scored twice."""
-        return gather_without_padding(self, *(torch.cat(t) for t in zip(*self._outputs.pop(stage))))
+        return gather_without_padding(self, self._outputs.pop(stage))
 
     def _rocauc(self, y: torch.Tensor, probs: torch.Tensor) -> float:
         if torch.unique(y).numel() < 2:
