@@ -42,6 +42,12 @@ COUNT_FIELDS = ("instance_count", "image_count")
 COUNT_SOURCES = ("annotations", "json")
 
 
+def first_images(lvis: LVIS, limit: Optional[int]) -> List[int]:
+    """The image ids a split uses: all of them, or the first ``limit`` in sorted order (quick runs)."""
+    ids = sorted(lvis.get_img_ids())
+    return ids[:limit] if limit else ids
+
+
 def category_counts(lvis: LVIS, image_ids: Sequence[int], category_ids: Sequence[int], field: str) -> List[int]:
     """Per category (in ``category_ids`` order): its instances (``instance_count``) or the images that
     contain it (``image_count``) among ``image_ids``' annotations, as LVIS defines those fields."""
@@ -175,7 +181,7 @@ class LVISDataModule(L.LightningDataModule):
         from_json = [int(c[self.count_field]) for c in cats]
         if self.count_source == "json":
             return from_json
-        used = self._train_image_ids()
+        used = first_images(self.train_lvis, self.max_train_images)
         counts = category_counts(self.train_lvis, used, self.category_ids, self.count_field)
         if len(used) == len(self.train_lvis.get_img_ids()):
             off = [(cid, n, j) for cid, n, j in zip(self.category_ids, counts, from_json) if n != j]
@@ -191,10 +197,6 @@ class LVISDataModule(L.LightningDataModule):
                              "or count_source: json to take the full training set's counts")
         return counts
 
-    def _train_image_ids(self) -> List[int]:
-        ids = sorted(self.train_lvis.get_img_ids())
-        return ids[:self.max_train_images] if self.max_train_images else ids
-
     def setup(self, stage: Optional[str] = None) -> None:
         if self.val_lvis is None:
             self.val_lvis = LVIS(self.val_json)
@@ -203,8 +205,8 @@ class LVISDataModule(L.LightningDataModule):
                 raise ValueError(f"'{self.val_json}' and '{self.train_json}' list different categories")
 
     def _dataset(self, lvis: LVIS, limit: Optional[int], skip_empty: bool, hflip: float = 0.0) -> LVISDetection:
-        ids = sorted(lvis.get_img_ids())[:limit] if limit else None
-        return LVISDetection(lvis, self.image_root, self.cat_to_label, ids, skip_empty=skip_empty, hflip=hflip)
+        return LVISDetection(lvis, self.image_root, self.cat_to_label, first_images(lvis, limit), skip_empty=skip_empty,
+                             hflip=hflip)
 
     def _loader(self, ds: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
