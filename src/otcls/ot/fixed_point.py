@@ -4,6 +4,21 @@ A solver is a map ``z -> step(z)`` on a state tensor ``z`` of shape ``(B, k)`` (
 plus ``error(z) -> (B,)``. Each problem stops at its own tolerance (its rows of ``z`` are frozen
 by a mask); the error is computed at checks at most ``check_every`` steps apart, each costing one
 device synchronisation, so the loop does not synchronise with the device at every step.
+
+Over-relaxation (``relax=True``): from iteration :data:`RELAX_START` on, each problem takes
+``z <- z + omega (step(z) - z)`` with its own ``omega``. Near the fixed point the step is linear with a
+Jacobian whose eigenvalues lie in ``[lambda_min, rho]`` inside ``[0, 1)`` (for Sinkhorn's column
+update: the squared singular values of the normalised plan, the constant direction excepted), which
+the relaxed step maps to ``1 - omega + omega * lambda``: still contracting for every ``omega`` in
+``(0, 2)``, fastest at ``omega = 2 / (2 - rho - lambda_min)``. ``rho`` is estimated on the device from
+the ratio of the last two step lengths before :data:`RELAX_START` (no synchronisation); for
+``lambda_min``, which would cost an eigenvalue solve, ``rho / 2`` is taken (on the benchmark problems
+it took 10-20 % fewer iterations than assuming ``lambda_min = 0``), and ``omega`` is capped at
+:data:`OMEGA_MAX`. Same fixed point, so the same plan to the tolerance. A problem whose error grows
+between two checks falls back to ``omega = 1``. References: Thibault, Chizat, Dossal, Papadakis,
+"Overrelaxed Sinkhorn-Knopp algorithm for regularized optimal transport", Algorithms 14, 2021;
+Lehmann, von Renesse, Sambale, Uschmajew, "A note on overrelaxation in the Sinkhorn algorithm",
+Optim. Lett. 16, 2022.
 """
 from __future__ import annotations
 
@@ -18,6 +33,8 @@ from .result import OTConvergenceWarning
 
 Step = Callable[[torch.Tensor], torch.Tensor]
 GRAD_MODES = ("autodiff", "implicit", "detach")
+RELAX_START = 5  # iterations of the plain step before omega is estimated (past the first, non-linear ones)
+OMEGA_MAX = 1.9  # below 2, where the relaxed linear step stops contracting
 
 
 @dataclass
@@ -57,10 +74,12 @@ class Guard(Protocol):
 
 
 def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor], *,
-            tol: Optional[float], max_iter: int, check_every: int, guard: Optional[Guard] = None) -> Trace:
+            tol: Optional[float], max_iter: int, check_every: int, guard: Optional[Guard] = None,
+            relax: bool = False) -> Trace:
     """Run ``step`` until every problem's error is <= tol (or ``max_iter``); ``tol=None`` runs all.
 
-    Each problem is checked on its own schedule: first after ``check_every`` steps, then at the step
+    Each problem is checked on its own schedule: first after ``check_every`` steps (``check_every // 2``
+    with ``relax``, whose faster rate would otherwise be seen late), then at the step
     where its observed linear rate ``(err / err_prev)^(1 / steps)`` predicts ``err <= tol``, at most
     ``check_every`` steps later. A problem's schedule depends on its own errors only, so it stops at
     the same step alone or in any batch. The host reads one small tensor per check (the next check's
@@ -72,16 +91,25 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     active = torch.ones(B, dtype=torch.bool, device=device)
     all_active = True  # host copy, refreshed at checks: while True the mask costs nothing
     n_iter = torch.zeros(B, dtype=torch.long, device=device)  # up to the last check
-    due_at = torch.full((B,), min(check_every, max_iter), dtype=torch.long, device=device)
+    first = min(max(1, check_every // 2) if relax else check_every, max_iter)
+    due_at = torch.full((B,), first, dtype=torch.long, device=device)
     last_err = torch.full((B,), torch.nan, dtype=z0.dtype, device=device)
     last_at = torch.zeros(B, dtype=torch.long, device=device)
     history = []
     saved = (0, z)
-    next_check = min(check_every, max_iter)
+    next_check = first
     it = 0
+    omega = last_step = None
     while it < max_iter:
         it += 1
         z_new = step(z)
+        if omega is not None:
+            z_new = torch.lerp(z, z_new, omega)
+        elif relax and it >= RELAX_START - 1:
+            length = (z_new - z).detach().abs().amax(-1)
+            if last_step is not None:
+                omega = _relaxation(length, last_step)
+            last_step = length
         z = z_new if tol is None or all_active else torch.where(active[:, None], z_new, z)
         if it != next_check:
             continue
@@ -103,11 +131,15 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         values = torch.cat([torch.stack([upcoming, new_active.sum()]).to(z.dtype), probe.to(z.dtype)]).tolist()
         if guard is not None and not guard.settle(values[2:]):
             it, z = saved
+            if it < RELAX_START:
+                omega = last_step = None
             continue
         n_iter = n_iter + active * (it - saved[0])
         saved = (it, z)
         history.append(err)
         active, due_at, all_active = new_active, new_due_at, values[1] == B
+        if omega is not None:
+            omega = torch.where((due & (err > last_err))[:, None], torch.ones_like(omega), omega)
         last_err = torch.where(due, err, last_err)
         last_at = torch.where(due, torch.full_like(last_at, it), last_at)
         if values[0] > max_iter:
@@ -119,6 +151,13 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         history.append(err)
     converged = err <= tol if tol is not None else torch.isfinite(err)
     return Trace(z, n_iter, err, converged, torch.stack(history))
+
+
+def _relaxation(length: torch.Tensor, last_length: torch.Tensor) -> torch.Tensor:
+    """``omega = 2 / (2 - 1.5 rho)`` in ``[1, OMEGA_MAX]`` per problem, ``(B, 1)``, with ``rho`` the ratio
+    of two step lengths."""
+    rho = torch.nan_to_num(length / last_length, nan=0.0).clamp(0.0, 1.0)
+    return (2.0 / (2.0 - 1.5 * rho)).clamp(1.0, OMEGA_MAX).unsqueeze(-1)
 
 
 def _steps_to_tol(err: torch.Tensor, last_err: torch.Tensor, steps: torch.Tensor, tol: float,
@@ -145,7 +184,7 @@ def warn_if_not_converged(trace: Trace, tol: Optional[float], max_iter: int, met
 def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor], *,
                       tol: Optional[float], max_iter: int, check_every: int, grad: str,
                       shift_invariant: bool = False, exact_step: Optional[Step] = None,
-                      guard: Optional[Guard] = None) -> Trace:
+                      guard: Optional[Guard] = None, relax: bool = False) -> Trace:
     """Iterate to the fixed point and attach gradients according to ``grad``.
 
     * ``autodiff``: backpropagate through every unrolled step (memory grows with iterations).
@@ -159,11 +198,17 @@ def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tenso
     kept orthogonal to ``1``, the direction along which ``I - Jᵀ`` is singular.
     ``exact_step``: a stateless implementation of the same map, used for the implicit step when
     ``step`` keeps a cache (e.g. an absorbed kernel) built without a graph. ``guard``: see :class:`Guard`.
+    ``relax``: over-relax (see :func:`iterate`); ignored with ``tol=None``, which asks for exactly
+    ``max_iter`` steps of the map. The caller passes False when autograd records the unrolled steps
+    (``grad="autodiff"`` differentiates those steps themselves; see :meth:`LinearProblem.records_graph`).
     """
+    relax = relax and tol is not None
     if grad == "autodiff":
-        return iterate(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every, guard=guard)
+        return iterate(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every, guard=guard,
+                       relax=relax)
     with torch.no_grad():
-        trace = iterate(step, z0.detach(), error, tol=tol, max_iter=max_iter, check_every=check_every, guard=guard)
+        trace = iterate(step, z0.detach(), error, tol=tol, max_iter=max_iter, check_every=check_every, guard=guard,
+                        relax=relax)
     if grad == "detach" or not torch.is_grad_enabled():
         return trace
     exact_step = exact_step or step

@@ -83,6 +83,12 @@ class LinearProblem:
             log_k = log_k + _safe_log(self.prior)
         return log_k
 
+    def records_graph(self, grad: str) -> bool:
+        """Whether unrolled iterations with ``grad`` are recorded by autograd (some input requires grad)."""
+        inputs = (self.cost, self.a, self.eps, self.b, self.prior, self.lower, self.upper)
+        return grad == "autodiff" and torch.is_grad_enabled() and any(
+            x is not None and x.requires_grad for x in inputs)
+
     def initial_beta(self, init_g=None) -> torch.Tensor:
         """Starting column log-scalings ``g / eps`` (zeros without a warm start)."""
         B, _, m = self.cost.shape

@@ -2,14 +2,14 @@
 
 ``K = exp(log K - max_j log K_ij)``: each row is shifted to a largest entry of 1, which the row
 scaling ``u`` absorbs exactly (the plan is unchanged), so no row of ``K`` underflows
-(:mod:`otcls.ot.domain` gives the range in which the whole iteration is safe). Both products are
-written as a row vector times a contiguous matrix (``uᵀK`` and ``vᵀKᵀ``): CPU batched GEMM is
-several times faster in that form than with a column vector on the right, so ``K`` and ``Kᵀ`` are
-both stored.
+(:mod:`otcls.ot.domain` gives the range in which the whole iteration is safe). The products go
+through :class:`otcls.ot.products.Products` (batched GEMM, or one GEMV for a single problem).
 """
 from __future__ import annotations
 
 import torch
+
+from .products import Products
 
 
 class ScalingKernel:
@@ -20,7 +20,7 @@ class ScalingKernel:
         shift = log_k.amax(-1)
         self.shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
         self.K = torch.exp(log_k - self.shift[:, :, None])
-        self.KT = self.K.transpose(1, 2).contiguous()
+        self.products = Products(self.K)
         self.a = a
         self.rows = a > 0
         self.all_rows = bool(self.rows.all())
@@ -31,10 +31,10 @@ class ScalingKernel:
         if self._cache[0] is beta:
             return self._cache[1]
         v = torch.exp(beta)
-        s = torch.bmm(v.unsqueeze(1), self.KT).squeeze(1)
+        s = self.products.matvec(v)
         # a dead row divides by 1, so no 0/0 enters the graph
         u = self.a / (s if self.all_rows else torch.where(self.rows, s, torch.ones_like(s)))
-        t = torch.bmm(u.unsqueeze(1), self.K).squeeze(1)
+        t = self.products.vecmat(u)
         out = (v, u, t)
         self._cache = (beta, out)
         return out
