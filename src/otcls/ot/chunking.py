@@ -33,14 +33,16 @@ def subproblem(p: LinearProblem, idx) -> LinearProblem:
     """Problems ``idx`` (a slice: views; an index tensor: copies) of the batch, as a batched problem."""
     def take(x):
         return None if x is None else x[idx]
+    rows = None if p.cost_rows is None else (p.cost_rows[0][idx], p.cost_rows[1][idx])
     return LinearProblem(cost=p.cost[idx], a=p.a[idx], eps=p.eps[idx], b=take(p.b), prior=take(p.prior),
-                         lower=take(p.lower), upper=take(p.upper), batched=True)
+                         lower=take(p.lower), upper=take(p.upper), batched=True, cost_rows=rows)
 
 
-def concat(results: Sequence[OTResult], order: Optional[torch.Tensor], p: LinearProblem) -> OTResult:
+def concat(results: Sequence[OTResult], order: Optional[torch.Tensor], p: LinearProblem,
+           plan: Optional[torch.Tensor] = None) -> OTResult:
     """One result from the results of the chunks ``order`` was split into (``order[k]``: the problem
     behind row ``k`` of the concatenation; None: in batch order). A chunk's convergence record is
-    padded with its last check."""
+    padded with its last check. ``plan``: the whole plan, when the chunks wrote theirs into it."""
     checks = max(r.errors.shape[0] for r in results)
     errors = [torch.cat([r.errors, r.errors[-1:].expand(checks - r.errors.shape[0], -1)]) for r in results]
     inverse = None
@@ -56,7 +58,7 @@ def concat(results: Sequence[OTResult], order: Optional[torch.Tensor], p: Linear
         out = torch.cat(list(xs), dim)
         return out if inverse is None else out.index_select(dim, inverse.to(out.device))
 
-    res = OTResult(plan=cat([r.plan for r in results]), f=cat([r.f for r in results]),
+    res = OTResult(plan=cat([r.plan for r in results]) if plan is None else plan, f=cat([r.f for r in results]),
                    g=cat([r.g for r in results]), n_iter=cat([r.n_iter for r in results]),
                    error=cat([r.error for r in results]), converged=cat([r.converged for r in results]),
                    errors=cat(errors, 1), method="+".join(names), cost=p.cost)

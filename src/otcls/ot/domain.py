@@ -42,7 +42,7 @@ def _spread(x: torch.Tensor) -> torch.Tensor:
 def kernel_log_range(p: LinearProblem) -> torch.Tensor:
     """``R`` per problem (see the module docstring), ``(B,)``; one pass over the cost."""
     if p.prior is None:
-        lo, hi = torch.aminmax(p.cost.detach(), dim=-1)
+        lo, hi = p.row_extremes()
         return (hi - lo).amax(-1) / p.eps[:, 0].detach()
     log_k = p.log_kernel.detach()
     alive = log_k > -torch.inf

@@ -2,13 +2,17 @@
 
 ``K = exp(log K - max_j log K_ij)``: each row is shifted to a largest entry of 1, which the row
 scaling ``u`` absorbs exactly (the plan is unchanged), so no row of ``K`` underflows
-(:mod:`otcls.ot.domain` gives the range in which the whole iteration is safe). The products go
-through :class:`otcls.ot.products.Products` (batched GEMM, or one GEMV for a single problem).
+(:mod:`otcls.ot.domain` gives the range in which the whole iteration is safe). Without a prior the
+shift is ``min_j C_ij / eps`` from the cost's row extremes that the problem already holds, so ``K`` is
+one fused pass over the cost. The products go through :class:`otcls.ot.products.Products`.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
+from .problem import LinearProblem
 from .products import Products
 
 
@@ -16,10 +20,22 @@ class ScalingKernel:
     """Row-shifted kernel with the half-steps of one state cached (by identity), so a convergence
     check and the step that follows it share their two matrix products."""
 
-    def __init__(self, log_k: torch.Tensor, a: torch.Tensor):
-        shift = log_k.amax(-1)
-        self.shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-        self.K = torch.exp(log_k - self.shift[:, :, None])
+    def __init__(self, p: LinearProblem, out: Optional[torch.Tensor] = None):
+        """``out``: a buffer of the cost's shape to build ``K`` (and later the plan) in; no autograd."""
+        a = p.a
+        eps = p.eps[:, :, None]
+        if p.prior is not None:
+            log_k = p.log_kernel
+            shift = log_k.amax(-1)
+            self.shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+            self.K = torch.exp(log_k - self.shift[:, :, None], out=out)
+        else:
+            row_min = p.row_extremes()[0][:, :, None]
+            self.shift = -(row_min / eps)[:, :, 0]
+            if torch.is_grad_enabled() and (p.cost.requires_grad or p.eps.requires_grad):
+                self.K = torch.exp((row_min - p.cost) / eps)
+            else:  # in place: one buffer instead of three
+                self.K = torch.sub(row_min, p.cost, out=out).div_(eps).exp_()
         self.products = Products(self.K)
         self.a = a
         self.rows = a > 0
@@ -42,7 +58,11 @@ class ScalingKernel:
     def plan(self, beta: torch.Tensor):
         """Row log-potentials ``alpha`` (relative to the unshifted ``log K``) and the plan for ``beta``."""
         v, u, _ = self.half_steps(beta)
-        plan = u[:, :, None] * self.K * v[:, None, :]
+        if torch.is_grad_enabled() and (self.K.requires_grad or beta.requires_grad):
+            plan = u[:, :, None] * self.K * v[:, None, :]
+        else:  # the kernel is not needed any more: scale it in place
+            plan = self.K.mul_(u[:, :, None]).mul_(v[:, None, :])
+            self.products = self._cache = None
         alpha = torch.where(self.rows, torch.log(torch.where(self.rows, u, torch.ones_like(u))) - self.shift,
                             torch.full_like(u, -torch.inf))
         return alpha, plan

@@ -62,9 +62,18 @@ class _AbsorbedStep:
 
     def _absorb(self, beta):
         # alpha~ from an exact row update, so every row of K~ sums to a_i: no row underflows.
-        self.alpha_abs = self.log_a - row_lse(self.log_k, beta)
         self.beta_abs = beta
-        self.kernel = torch.exp(self.log_k + self.alpha_abs[:, :, None] + beta[:, None, :])
+        if torch.is_grad_enabled() and (self.log_k.requires_grad or beta.requires_grad):
+            self.alpha_abs = self.log_a - row_lse(self.log_k, beta)
+            self.kernel = torch.exp(self.log_k + self.alpha_abs[:, :, None] + beta[:, None, :])
+        else:
+            # the same in one buffer: K~ = e^(z - max z) * a / sum e^(z - max z) with z = log K + beta
+            z = self.log_k + beta[:, None, :]
+            top = z.amax(-1, keepdim=True)
+            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # rows with no kernel entry
+            rows = z.sub_(top).exp_().sum(-1)
+            self.alpha_abs = self.log_a - top[:, :, 0] - torch.log(rows)
+            self.kernel = z.mul_(torch.where(self.rows, self.a / rows, torch.zeros_like(rows))[:, :, None])
         self.products = Products(self.kernel)
         self.stale = False
 
@@ -88,7 +97,8 @@ class _AbsorbedStep:
     def finalize(self, beta):
         """Row potentials and plan from the absorbed kernel (no log-sum-exp over the matrix)."""
         v, s, u, _ = self._half_steps(beta)
-        plan = u[:, :, None] * self.kernel * v[:, None, :]
+        plan = self.kernel.mul_(u[:, :, None]).mul_(v[:, None, :])  # called without autograd: in place
+        self.products = self._cache = None
         lo, hi = torch.aminmax(plan.detach())  # NaN propagates: one pass instead of isfinite's two
         if not (math.isfinite(float(lo)) and math.isfinite(float(hi)) and bool((s > 0).all())):
             alpha = self.log_a - row_lse(self.log_k, beta)
@@ -192,14 +202,15 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
 
 def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
              check_every: int = 10, grad: str = "autodiff", beta0: Optional[torch.Tensor] = None,
-             overrelax: bool = True) -> OTResult:
+             overrelax: bool = True, out: Optional[torch.Tensor] = None) -> OTResult:
     """Scaling-domain Sinkhorn (matrix products with the row-shifted ``K``); raises if it under/overflows.
 
     Safe when :func:`otcls.ot.domain.scaling_safe` holds, which is when ``solve(method="auto")`` picks it.
-    ``overrelax``: as in :func:`sinkhorn_log`.
+    ``overrelax``: as in :func:`sinkhorn_log`. ``out``: a buffer of the cost's shape that receives the
+    plan (it holds the kernel meanwhile), for a solve that builds no autograd graph.
     """
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
-        kernel = ScalingKernel(p.log_kernel, p.a)
+        kernel = ScalingKernel(p, out)
     cols = p.b > 0
     all_cols = bool(cols.all())
     log_b = torch.where(cols, torch.log(torch.where(cols, p.b, torch.ones_like(p.b))), torch.full_like(p.b, -torch.inf))

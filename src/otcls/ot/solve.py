@@ -25,6 +25,7 @@ SOLVERS: Dict[str, Dict[str, Callable[..., OTResult]]] = {
 # method="auto": (scaling domain where it is safe, log domain elsewhere)
 AUTO_METHODS = {"balanced": ("sinkhorn", "sinkhorn_log"), "bounded": ("dbot_ascent_scaling", "dbot_ascent"),
                 "semi_relaxed": ("semi_relaxed", "semi_relaxed")}
+IN_PLACE = ("sinkhorn", "dbot_ascent_scaling")  # solvers that can build their plan in a given buffer
 
 
 def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: str = "auto",
@@ -105,30 +106,25 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     size = int(chunk_size) if chunk_size is not None else auto_chunk_size(n, m, problem.cost.dtype,
                                                                             problem.cost.device)
 
-    def run(name: str, part: LinearProblem, beta: torch.Tensor) -> OTResult:
+    def run(name: str, part: LinearProblem, beta: torch.Tensor, out=None) -> OTResult:
+        """Solve ``part``; with ``out`` (no autograd graph), its plan ends up in ``out``."""
+        kw = dict(options, out=out) if out is not None and name in IN_PLACE else options
         if method != "auto" or name != AUTO_METHODS[kind][0]:
-            return SOLVERS[kind][name](part, beta0=beta, **options)
-        # The range bound holds at the solution; iterates that diverge (e.g. a prior whose zeros admit no
-        # coupling) can still leave it. Then the log domain takes over and reports what is wrong, and the
-        # scaling attempt's own warnings (about NaN errors) are dropped.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                result = SOLVERS[kind][name](part, beta0=beta, **options)
-            except FloatingPointError:
-                result = None
-        if result is None:
-            return SOLVERS[kind][AUTO_METHODS[kind][1]](part, beta0=beta, **options)
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            result = SOLVERS[kind][name](part, beta0=beta, **kw)
+        else:
+            result = _scaling_or_log(kind, name, part, beta, kw, options)
+        if out is not None and result.plan.data_ptr() != out.data_ptr():
+            out.copy_(result.plan)
         return result
 
     if len(groups) == 1 and B <= size:
         result = run(groups[0][0], problem, beta0)
     elif len(groups) == 1:
-        parts = [run(groups[0][0], subproblem(problem, slice(s, s + size)), beta0[s:s + size])
-                 for s in range(0, B, size)]
-        result = concat(parts, None, problem)
+        # chunks are slices: their plans are written straight into one buffer (no concatenation)
+        out = None if problem.needs_graph(grad) else torch.empty_like(problem.cost)
+        parts = [run(groups[0][0], subproblem(problem, slice(s, s + size)), beta0[s:s + size],
+                     None if out is None else out[s:s + size]) for s in range(0, B, size)]
+        result = concat(parts, None, problem, plan=out)
     else:
         parts, order = [], []
         for name, idx in groups:
@@ -138,6 +134,27 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         result = concat(parts, torch.cat(order), problem)
     if tol is not None and problem.prior is not None and problem.b is not None:
         _raise_if_prior_support_infeasible(problem, result)
+    return result
+
+
+def _scaling_or_log(kind: str, name: str, part: LinearProblem, beta: torch.Tensor, kw: dict,
+                    options: dict) -> OTResult:
+    """``method="auto"``'s scaling-domain solve of ``part``, handed to the log domain if it leaves the range.
+
+    The range bound holds at the solution; iterates that diverge (e.g. a prior whose zeros admit no
+    coupling) can still leave it. Then the log domain takes over and reports what is wrong, and the
+    scaling attempt's own warnings (about NaN errors) are dropped.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = SOLVERS[kind][name](part, beta0=beta, **kw)
+        except FloatingPointError:
+            result = None
+    if result is None:
+        return SOLVERS[kind][AUTO_METHODS[kind][1]](part, beta0=beta, **options)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return result
 
 
