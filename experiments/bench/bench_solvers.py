@@ -44,28 +44,37 @@ from otcls.ot import solve
 from otcls.ot.chunking import CACHE_BYTES, chunk_size
 
 REPEATS = 3
+SETTLE_S = 0.3
 TARGETS = {"single-f64": 1.0, "single-f32": 1.5, "single-small-eps": 10.0, "batch-loop": 5.0, "batch-pot": 10.0,
            "batch-ott": 3.0, "cluster": 5.0, "cvxpy": 1000.0}
 
 
+def timed(fn):
+    """(wall time, result) of one run of ``fn``, started after :data:`SETTLE_S` idle seconds (see :func:`race`)."""
+    time.sleep(SETTLE_S)
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
 def best_of(fn, repeats=REPEATS):
     """(best wall time over ``repeats`` runs, result of the last run)."""
-    best, out = math.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    runs = [timed(fn) for _ in range(repeats)]
+    return min(t for t, _ in runs), runs[-1][1]
 
 
 def race(peer, ours, repeats=REPEATS):
-    """``best_of`` for both, their runs alternated so that both see the same share of a busy machine."""
+    """``best_of`` for both, their runs alternated so that both see the same share of a busy machine.
+
+    Each timed run starts after :data:`SETTLE_S` idle seconds: the BLAS behind NumPy (OpenBLAS) keeps its
+    worker threads spinning for about 0.1 s after a call, and so does PyTorch's OpenMP pool for a
+    shorter while, so a run that starts right after the other library's steals cores from its spinning
+    threads (measured: up to 3× slower on 2 cores, for either library)."""
     best, out = [math.inf, math.inf], [None, None]
     for _ in range(repeats):
         for k, fn in enumerate((peer, ours)):
-            t0 = time.perf_counter()
-            out[k] = fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
+            t, out[k] = timed(fn)
+            best[k] = min(best[k], t)
     return (best[0], out[0]), (best[1], out[1])
 
 
@@ -170,11 +179,13 @@ def single_rows(machine, n, rows):
         (t_pot, (P_pot, log)), (t_us, res) = race(
             lambda: pot.sinkhorn(an, bn, Cn, eps, method=method, stopThr=1e-6, numItermax=100000, log=True),
             lambda: solve(C, a, b, eps=eps, tol=1e-6, max_iter=100000, grad="detach"))
+        plain = solve(C, a, b, eps=eps, tol=1e-6, max_iter=100000, grad="detach", overrelax=False)
         rows.append(row(key, f"{n}×{n}, eps {eps}", dtype, f"POT ot.sinkhorn(method={method!r})", t_pot, t_us,
                         str(log["niter"]), iters_of(res), float(np.abs(res.plan.numpy() - P_pot).max()),
                         marginal_error(P_pot, an, bn), marginal_error(res.plan, an, bn),
                         lower_bound(machine, int(res.n_iter), 1, n, n, dtype), res.method,
-                        "POT stops on the L2 norm of the column error, otcls on its L1 norm (stricter)"))
+                        "POT stops on the L2 norm of the column error, otcls on its L1 norm (stricter); "
+                        f"otcls without over-relaxation: {iters_of(plain)} iterations"))
 
 
 def batch_rows(machine, B, n, m, rows):
@@ -186,6 +197,8 @@ def batch_rows(machine, B, n, m, rows):
     res = ours()
     bound = lower_bound(machine, float(res.n_iter.double().mean()), B, n, m, dtype)
     case = f"{B} × {n}×{m}, eps 1"
+    plain = solve(C, a, b, eps=1.0, tol=1e-6, max_iter=10000, grad="detach", overrelax=False)
+    plain_note = f"otcls without over-relaxation: {iters_of(plain)} iterations"
     err_us = marginal_error(res.plan, an, bn)
 
     def loop():
@@ -195,7 +208,7 @@ def batch_rows(machine, B, n, m, rows):
     rows.append(row("batch-loop", case, dtype, "Python loop of POT ot.sinkhorn", t_loop, t_us,
                     f"{np.mean(its):.1f} (max {max(its)})", iters_of(res),
                     float(np.abs(res.plan.numpy() - P_loop).max()),
-                    marginal_error(P_loop, an, bn), err_us, bound, res.method))
+                    marginal_error(P_loop, an, bn), err_us, bound, res.method, plain_note))
 
     (t_batch, out), (t_us, res) = race(
         lambda: pot.batch.solve_batch(Cn, 1.0, an, bn, max_iter=10000, tol=1e-6, grad="detach"), ours)
