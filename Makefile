@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: help install test demo bench data-fmnist clean
+.PHONY: help install test demo bench bench-float32 data-fmnist clean
 .DEFAULT_GOAL := help
 
 help:  ## list targets
@@ -33,6 +33,9 @@ test: install data-fmnist  ## run the test suite
 bench: install  ## time otcls solvers against POT, OTT-JAX, cvxpy, k-means-constrained -> results/bench/solvers.{md,json}
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) experiments/bench/bench_solvers.py
+
+bench-float32: install  ## float32 accuracy of the solvers on the bench problems -> results/bench/float32_accuracy.md
+	$(PY) experiments/bench/float32_accuracy.py
 
 clean:  ## remove run outputs (keeps .venv)
 	rm -rf runs results lightning_logs wandb .pytest_cache
