@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from otcls.ot import solve
-from otcls.ot.fixed_point import OMEGA_MAX, _relaxation, iterate
+from otcls.ot.fixed_point import OMEGA_MAX, _optimal_omega, _refine_omega, iterate
 from otcls.ot.products import Products
 
 from .reference import random_problem
@@ -51,32 +51,57 @@ def test_no_overrelaxation_with_an_empty_column():
     assert int(solve(C, a, b, **kw).n_iter) == int(solve(C, a, b, overrelax=False, **kw).n_iter)
 
 
-def test_relaxation_rule():
-    """omega = 2 / (2 - 1.5 rho), in [1, OMEGA_MAX]."""
-    omega = _relaxation(torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0])).squeeze(-1)
-    expected = torch.tensor([1.0, 2 / 1.7, 2 / 1.25, OMEGA_MAX, OMEGA_MAX])
-    torch.testing.assert_close(omega, expected)
+def test_optimal_omega_is_youngs():
+    """omega* = 2 / (1 + sqrt(1 - mu^2)), in [1, OMEGA_MAX]."""
+    omega = _optimal_omega(torch.tensor([0.0, 0.75, 0.99, 1.0, 1.5])).squeeze(-1)
+    torch.testing.assert_close(omega, torch.tensor([1.0, 2 / 1.5, 2 / 1.1, OMEGA_MAX, OMEGA_MAX]))
 
 
-def test_relaxed_linear_iteration_reaches_the_same_fixed_point_faster():
-    """On z -> J z + c with J's eigenvalues in [0.05, 0.9], the relaxed loop ends at (I - J)^-1 c."""
+def test_refined_omega_recovers_mu_from_the_sor_rate():
+    """SOR with omega below omega* contracts at ((omega mu + sqrt(omega^2 mu^2 - 4 (omega - 1))) / 2)^2;
+    from that rate over 10 steps the refinement recovers mu = 0.9 and moves to its omega*."""
+    mu, w = 0.9, 1.2
+    lam = ((w * mu + (w * w * mu * mu - 4 * (w - 1)) ** 0.5) / 2) ** 2
+    omega = torch.tensor([[w], [w], [w]], dtype=torch.float64)
+    last = torch.ones(3, dtype=torch.float64)
+    err = torch.tensor([lam ** 10, lam ** 10, 2.0], dtype=torch.float64)
+    seen = torch.tensor([True, False, True])
+    out = _refine_omega(omega, seen, err, last, torch.full((3,), 10)).squeeze(-1)
+    star = 2 / (1 + (1 - mu * mu) ** 0.5)
+    torch.testing.assert_close(out, torch.tensor([star, w, 1.0], dtype=torch.float64))
+
+
+def test_sor_on_a_linear_two_block_system_reaches_its_solution_faster():
+    """x <- M y + c, y <- Mᵀ x + d (Gauss-Seidel, state y): the relaxed loop ends at the solution of the
+    linear system in fewer steps than the plain one."""
     g = torch.Generator().manual_seed(0)
-    Qm, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
-    J = Qm @ torch.diag(torch.linspace(0.05, 0.9, 6, dtype=torch.float64)) @ Qm.T
-    c = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    U, _ = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=torch.float64))
+    M = U[:, :5] @ torch.diag(torch.linspace(0.3, 0.97, 5, dtype=torch.float64)) @ V.T  # (8, 5), sigma < 1
+    c = torch.randn(2, 8, generator=g, dtype=torch.float64)
+    d = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    x_prev = []
 
-    def step(z):
-        return z @ J.T + c
+    def step(y):
+        return (y @ M.T + c) @ M + d
 
-    def error(z):
-        return (step(z) - z).abs().sum(-1)
+    def relaxed(y, omega):
+        x = y @ M.T + c
+        if x_prev:
+            x = torch.lerp(x_prev[0], x, omega)
+        x_prev[:] = [x]
+        return torch.lerp(y, x @ M + d, omega)
 
-    star = torch.linalg.solve(torch.eye(6, dtype=torch.float64) - J, c.T).T
-    z0 = torch.zeros(3, 6, dtype=torch.float64)
-    plain = iterate(step, z0, error, tol=1e-12, max_iter=10000, check_every=10)
-    fast = iterate(step, z0, error, tol=1e-12, max_iter=10000, check_every=10, relax=True)
+    def error(y):
+        return (step(y) - y).abs().sum(-1)
+
+    A = torch.eye(5, dtype=torch.float64) - M.T @ M
+    star = torch.linalg.solve(A, (c @ M + d).T).T
+    y0 = torch.zeros(2, 5, dtype=torch.float64)
+    plain = iterate(step, y0, error, tol=1e-12, max_iter=10000, check_every=10)
+    fast = iterate(step, y0, error, tol=1e-12, max_iter=10000, check_every=10, relaxed=relaxed)
     assert fast.converged.all() and plain.converged.all()
-    assert (fast.n_iter < plain.n_iter).all()
+    assert (fast.n_iter < 0.6 * plain.n_iter).all()
     torch.testing.assert_close(fast.z, star, atol=1e-10, rtol=0)
 
 

@@ -5,24 +5,22 @@ plus ``error(z) -> (B,)``. Each problem stops at its own tolerance (its rows of 
 by a mask); the error is computed at checks at most ``check_every`` steps apart, each costing one
 device synchronisation, so the loop does not synchronise with the device at every step.
 
-Over-relaxation (``relax=True``): from iteration :data:`RELAX_START` on, each problem takes
-``z <- z + omega (step(z) - z)`` with its own ``omega``. Near the fixed point the step is linear with a
-Jacobian whose eigenvalues lie in ``[lambda_min, rho]`` inside ``[0, 1)`` (for Sinkhorn's column
-update: the squared singular values of the normalised plan, the constant direction excepted), which
-the relaxed step maps to ``1 - omega + omega * lambda``: still contracting for every ``omega`` in
-``(0, 2)``, fastest at ``omega = 2 / (2 - rho - lambda_min)``. ``rho`` is estimated on the device from
-the ratio of the last two step lengths before :data:`RELAX_START` (no synchronisation); for
-``lambda_min``, which would cost an eigenvalue solve, ``rho / 2`` is guessed (on the benchmark problems
-it took 10-20 % fewer iterations than assuming ``lambda_min = 0``), and ``omega`` is capped at
-:data:`OMEGA_MAX`. The guess is checked at every convergence check: a problem whose last two steps point
-in opposite directions oscillates along a mode with ``lambda`` near 0 (its factor ``1 - omega`` is
-negative), so ``lambda_min`` is smaller than guessed and it switches to ``omega = 2 / (2 - rho)``, which
-contracts at least at ``rho / (2 - rho) < rho`` whatever ``lambda_min >= 0`` is (and faster than the plain
-step even when ``rho`` was underestimated); a problem whose error grew switches to ``omega = 1``. Same
-fixed point, so the same plan to the tolerance. References: Thibault, Chizat, Dossal, Papadakis,
-"Overrelaxed Sinkhorn-Knopp algorithm for regularized optimal transport", Algorithms 14, 2021;
-Lehmann, von Renesse, Sambale, Uschmajew, "A note on overrelaxation in the Sinkhorn algorithm",
-Optim. Lett. 16, 2022.
+Over-relaxation (``relaxed`` given): successive over-relaxation (SOR) of a two-block Gauss-Seidel
+iteration such as Sinkhorn's (rows, then columns). The solver supplies ``relaxed(z, omega)``, the step
+in which each block moves ``omega`` times as far as its exact update (``omega`` per problem, ``(B, 1)``);
+the loop chooses ``omega``. Near the fixed point Sinkhorn is linear and its Jacobi matrix is 2-cyclic
+and consistently ordered with spectral radius ``mu`` (the second singular value of the normalised plan),
+so Young's SOR theory applies (Lehmann, von Renesse, Sambale, Uschmajew 2022): the plain step contracts
+at ``mu^2``, the relaxed one at ``omega - 1`` for the optimal ``omega* = 2 / (1 + sqrt(1 - mu^2))``, with
+the same fixed point. The first :data:`RELAX_START` steps are plain; ``mu^2`` is estimated on the device
+from the ratio of the last two step lengths (no synchronisation) and ``omega`` set to its ``omega*``. At
+every convergence check the rate ``lambda`` observed since the last one refines the estimate through
+Young's relation ``mu = (lambda + omega - 1) / (omega sqrt(lambda))`` (valid below ``omega*``, where the
+early estimate starts), and ``omega`` moves up to the new ``omega*`` (at most :data:`OMEGA_MAX`); a
+problem whose error grew goes back to ``omega = 1``. References: Young, "Iterative methods for solving
+partial difference equations of elliptic type", Trans. AMS 76, 1954; Lehmann et al., "A note on
+overrelaxation in the Sinkhorn algorithm", Optim. Lett. 16, 2022; Thibault, Chizat, Dossal, Papadakis,
+"Overrelaxed Sinkhorn-Knopp algorithm for regularized optimal transport", Algorithms 14, 2021.
 """
 from __future__ import annotations
 
@@ -36,9 +34,10 @@ import torch
 from .result import OTConvergenceWarning
 
 Step = Callable[[torch.Tensor], torch.Tensor]
+RelaxedStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 GRAD_MODES = ("autodiff", "implicit", "detach")
 RELAX_START = 5  # iterations of the plain step before omega is estimated (past the first, non-linear ones)
-OMEGA_MAX = 1.9  # below 2, where the relaxed linear step stops contracting
+OMEGA_MAX = 1.9  # below 2, where SOR stops contracting
 
 
 @dataclass
@@ -79,16 +78,18 @@ class Guard(Protocol):
 
 def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor], *,
             tol: Optional[float], max_iter: int, check_every: int, guard: Optional[Guard] = None,
-            relax: bool = False) -> Trace:
+            relaxed: Optional[RelaxedStep] = None) -> Trace:
     """Run ``step`` until every problem's error is <= tol (or ``max_iter``); ``tol=None`` runs all.
 
     Each problem is checked on its own schedule: first after ``check_every`` steps (``check_every // 2``
-    with ``relax``, whose faster rate would otherwise be seen late), then at the step
+    with ``relaxed``, whose faster rate would otherwise be seen late), then at the step
     where its observed linear rate ``(err / err_prev)^(1 / steps)`` predicts ``err <= tol``, at most
     ``check_every`` steps later. A problem's schedule depends on its own errors only, so it stops at
     the same step alone or in any batch. The host reads one small tensor per check (the next check's
-    step and the guard's probe), never one per step.
+    step and the guard's probe), never one per step. ``relaxed``: the over-relaxed step (module
+    docstring), used with ``tol`` set; its problems' ``omega`` also depends on their own iterates only.
     """
+    relax = relaxed is not None and tol is not None
     B = z0.shape[0]
     z = z0
     device = z0.device
@@ -103,21 +104,18 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     saved = (0, z)
     next_check = first
     it = 0
-    omega = rho = last_step = None
-    before = z  # the state before the last step (for the direction test of the relaxation)
+    omega = last_step = None
     while it < max_iter:
         it += 1
-        z_new = step(z)
-        if relax:
-            before, earlier = z, before
         if omega is not None:
-            z_new = torch.lerp(z, z_new, omega)
-        elif relax and it >= RELAX_START - 1:
-            length = (z_new - z).detach().abs().amax(-1)
-            if last_step is not None:
-                rho = torch.nan_to_num(length / last_step, nan=0.0).clamp(0.0, 1.0)
-                omega = _relaxation(rho)
-            last_step = length
+            z_new = relaxed(z, omega)
+        else:
+            z_new = step(z)
+            if relax and it >= RELAX_START - 1:
+                length = (z_new - z).detach().abs().amax(-1)
+                if last_step is not None:
+                    omega = _optimal_omega(torch.nan_to_num(length / last_step, nan=0.0))
+                last_step = length
         z = z_new if tol is None or all_active else torch.where(active[:, None], z_new, z)
         if it != next_check:
             continue
@@ -140,16 +138,14 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         if guard is not None and not guard.settle(values[2:]):
             it, z = saved
             if it < RELAX_START:
-                omega = rho = last_step = None
+                omega = last_step = None
             continue
         n_iter = n_iter + active * (it - saved[0])
         saved = (it, z)
         history.append(err)
         active, due_at, all_active = new_active, new_due_at, values[1] == B
         if omega is not None:
-            turned = due & (((z - before) * (before - earlier)).sum(-1) < 0)
-            omega = torch.where(turned[:, None], torch.minimum(omega, (2.0 / (2.0 - rho))[:, None]), omega)
-            omega = torch.where((due & (err > last_err))[:, None], torch.ones_like(omega), omega)
+            omega = _refine_omega(omega, due & (last_at >= RELAX_START), err, last_err, it - last_at)
         last_err = torch.where(due, err, last_err)
         last_at = torch.where(due, torch.full_like(last_at, it), last_at)
         if values[0] > max_iter:
@@ -163,10 +159,27 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     return Trace(z, n_iter, err, converged, torch.stack(history))
 
 
-def _relaxation(rho: torch.Tensor) -> torch.Tensor:
-    """``omega = 2 / (2 - 1.5 rho)`` in ``[1, OMEGA_MAX]`` per problem, ``(B, 1)``, for the rate ``rho`` ``(B,)``
-    (``lambda_min`` guessed as ``rho / 2``)."""
-    return (2.0 / (2.0 - 1.5 * rho)).clamp(1.0, OMEGA_MAX).unsqueeze(-1)
+def _optimal_omega(rate: torch.Tensor) -> torch.Tensor:
+    """Young's ``omega* = 2 / (1 + sqrt(1 - mu^2))`` for the plain step's rate ``mu^2`` ``(B,)``, in
+    ``[1, OMEGA_MAX]``, as ``(B, 1)``."""
+    mu2 = rate.clamp(0.0, 1.0)
+    return (2.0 / (1.0 + torch.sqrt(1.0 - mu2))).clamp(1.0, OMEGA_MAX).unsqueeze(-1)
+
+
+def _refine_omega(omega: torch.Tensor, seen: torch.Tensor, err: torch.Tensor, last_err: torch.Tensor,
+                  steps: torch.Tensor) -> torch.Tensor:
+    """``omega`` after a check: for the problems ``seen`` over a relaxed stretch of ``steps``, the rate
+    ``lambda = (err / last_err)^(1/steps)`` gives ``mu = (lambda + omega - 1) / (omega sqrt(lambda))`` and
+    ``omega`` rises to that ``mu``'s optimum (never falls: the estimate is only valid below it); where the
+    error grew, ``omega = 1``."""
+    w = omega[:, 0]
+    lam = torch.exp((torch.log(err) - torch.log(last_err)) / steps.clamp_min(1))
+    mu = (lam + w - 1.0) / (w * torch.sqrt(lam))
+    better = _optimal_omega(mu * mu)[:, 0]
+    usable = seen & torch.isfinite(mu) & (lam < 1.0)
+    w = torch.where(usable, torch.maximum(w, better), w)
+    w = torch.where(seen & (err > last_err), torch.ones_like(w), w)
+    return w.unsqueeze(-1)
 
 
 def _steps_to_tol(err: torch.Tensor, last_err: torch.Tensor, steps: torch.Tensor, tol: float,
@@ -193,7 +206,7 @@ def warn_if_not_converged(trace: Trace, tol: Optional[float], max_iter: int, met
 def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor], *,
                       tol: Optional[float], max_iter: int, check_every: int, grad: str,
                       shift_invariant: bool = False, exact_step: Optional[Step] = None,
-                      guard: Optional[Guard] = None, relax: bool = False) -> Trace:
+                      guard: Optional[Guard] = None, relaxed: Optional[RelaxedStep] = None) -> Trace:
     """Iterate to the fixed point and attach gradients according to ``grad``.
 
     * ``autodiff``: backpropagate through every unrolled step (memory grows with iterations).
@@ -207,17 +220,17 @@ def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tenso
     kept orthogonal to ``1``, the direction along which ``I - Jᵀ`` is singular.
     ``exact_step``: a stateless implementation of the same map, used for the implicit step when
     ``step`` keeps a cache (e.g. an absorbed kernel) built without a graph. ``guard``: see :class:`Guard`.
-    ``relax``: over-relax (see :func:`iterate`); ignored with ``tol=None``, which asks for exactly
-    ``max_iter`` steps of the map. The caller passes False when autograd records the unrolled steps
-    (``grad="autodiff"`` differentiates those steps themselves; see :meth:`LinearProblem.records_graph`).
+    ``relaxed``: the over-relaxed step (see :func:`iterate`); ignored with ``tol=None``, which asks for
+    exactly ``max_iter`` steps of the map. The caller passes None when autograd records the unrolled
+    steps (``grad="autodiff"`` differentiates those steps themselves; see
+    :meth:`LinearProblem.records_graph`).
     """
-    relax = relax and tol is not None
     if grad == "autodiff":
         return iterate(step, z0, error, tol=tol, max_iter=max_iter, check_every=check_every, guard=guard,
-                       relax=relax)
+                       relaxed=relaxed)
     with torch.no_grad():
         trace = iterate(step, z0.detach(), error, tol=tol, max_iter=max_iter, check_every=check_every, guard=guard,
-                        relax=relax)
+                        relaxed=relaxed)
     if grad == "detach" or not torch.is_grad_enabled():
         return trace
     exact_step = exact_step or step

@@ -40,20 +40,40 @@ class ScalingKernel:
         self.a = a
         self.rows = a > 0
         self.all_rows = bool(self.rows.all())
-        self._cache = (None, None)
+        self.log_a = torch.log(a) if self.all_rows else None
+        self._cache = self._rows_cache = (None, None)
+        self._log_u = None
+
+    def _rows(self, beta: torch.Tensor):
+        """``v = e^beta`` and ``s = K v``, cached by identity: shared by a check and the step after it."""
+        if self._rows_cache[0] is beta:
+            return self._rows_cache[1]
+        v = torch.exp(beta)
+        out = (v, self.products.matvec(v))
+        self._rows_cache = (beta, out)
+        return out
 
     def half_steps(self, beta: torch.Tensor):
         """``v = e^beta``, ``u = a / (K v)`` and ``t = Kᵀ u``; rows with ``a_i = 0`` get ``u_i = 0``."""
         if self._cache[0] is beta:
             return self._cache[1]
-        v = torch.exp(beta)
-        s = self.products.matvec(v)
+        v, s = self._rows(beta)
         # a dead row divides by 1, so no 0/0 enters the graph
         u = self.a / (s if self.all_rows else torch.where(self.rows, s, torch.ones_like(s)))
         t = self.products.vecmat(u)
         out = (v, u, t)
         self._cache = (beta, out)
         return out
+
+    def relaxed_column_sums(self, beta: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        """``Kᵀ u`` after the over-relaxed row update ``log u <- log u' + omega (log(a / K e^beta) - log u')``
+        (``u'``: this method's previous ``u``; the plain update the first time). Every ``a_i > 0``."""
+        _, s = self._rows(beta)
+        log_u = self.log_a - torch.log(s)
+        if self._log_u is not None:
+            log_u = torch.lerp(self._log_u, log_u, omega)
+        self._log_u = log_u
+        return self.products.vecmat(torch.exp(log_u))
 
     def plan(self, beta: torch.Tensor):
         """Row log-potentials ``alpha`` (relative to the unshifted ``log K``) and the plan for ``beta``."""
@@ -62,7 +82,7 @@ class ScalingKernel:
             plan = u[:, :, None] * self.K * v[:, None, :]
         else:  # the kernel is not needed any more: scale it in place
             plan = self.K.mul_(u[:, :, None]).mul_(v[:, None, :])
-            self.products = self._cache = None
+            self.products = self._cache = self._rows_cache = self._log_u = None
         alpha = torch.where(self.rows, torch.log(torch.where(self.rows, u, torch.ones_like(u))) - self.shift,
                             torch.full_like(u, -torch.inf))
         return alpha, plan

@@ -53,7 +53,8 @@ class _AbsorbedStep:
         self.kernel = None
         self.stale = True
         self.careful = False
-        self._cache = (None, None)
+        self._cache = self._rows_cache = (None, None)
+        self.relaxed_alpha = None  # absolute log row scalings of the last over-relaxed step
         self._watch()
 
     def _watch(self):
@@ -77,14 +78,23 @@ class _AbsorbedStep:
         self.products = Products(self.kernel)
         self.stale = False
 
+    def _rows(self, beta):
+        """``v = e^(beta - beta~)`` and ``s = K~ v`` (absorbed units; re-absorbing first when due), cached by
+        identity: shared by a check and the step after it."""
+        if self._rows_cache[0] is beta:
+            return self._rows_cache[1]
+        if self.stale or (self.careful and float(_spread(beta - self.beta_abs, not self.all_cols)) > self.threshold):
+            self._absorb(beta)
+        v = torch.exp(beta - self.beta_abs) if self.all_cols else _exp_ratio(beta, self.beta_abs)
+        out = (v, self.products.matvec(v))
+        self._rows_cache = (beta, out)
+        return out
+
     def _half_steps(self, beta):
         """``v = e^(beta - beta~)``, ``s = K~ v``, ``u = a / s`` and ``t = K~ᵀ u`` (absorbed units)."""
         if self._cache[0] is beta:
             return self._cache[1]
-        if self.stale or (self.careful and float(_spread(beta - self.beta_abs, not self.all_cols)) > self.threshold):
-            self._absorb(beta)
-        v = torch.exp(beta - self.beta_abs) if self.all_cols else _exp_ratio(beta, self.beta_abs)
-        s = self.products.matvec(v)
+        v, s = self._rows(beta)
         # dead rows/columns: divide by 1, so no 0/0 or log(0) enters the graph
         s_safe = s if self.all_rows else torch.where(self.rows, s, torch.ones_like(s))
         u = self.a / s_safe
@@ -98,7 +108,7 @@ class _AbsorbedStep:
         """Row potentials and plan from the absorbed kernel (no log-sum-exp over the matrix)."""
         v, s, u, _ = self._half_steps(beta)
         plan = self.kernel.mul_(u[:, :, None]).mul_(v[:, None, :])  # called without autograd: in place
-        self.products = self._cache = None
+        self.products = self._cache = self._rows_cache = None
         lo, hi = torch.aminmax(plan.detach())  # NaN propagates: one pass instead of isfinite's two
         if not (math.isfinite(float(lo)) and math.isfinite(float(hi)) and bool((s > 0).all())):
             alpha = self.log_a - row_lse(self.log_k, beta)
@@ -121,11 +131,29 @@ class _AbsorbedStep:
         bad, drift_u, drift_v = values
         self._watch()
         if bad or not math.isfinite(drift_u + drift_v):
-            self.careful, self.stale, self._cache = True, True, (None, None)
+            self.careful, self.stale = True, True
+            self._cache = self._rows_cache = (None, None)
             return False
         self.careful = False
         self.stale = self.stale or max(drift_u, drift_v) > self.threshold
         return True
+
+    def relaxed(self, beta, omega):
+        """The over-relaxed step (:mod:`otcls.ot.fixed_point`): rows then columns each move ``omega`` times
+        their exact update; every ``a_i, b_j > 0``. While steps are replayed carefully, the plain step."""
+        if self.careful:
+            self.relaxed_alpha = None
+            return self(beta)
+        _, s = self._rows(beta)
+        log_u = self.log_a - torch.log(s)  # absorbed units
+        if self.relaxed_alpha is not None:
+            log_u = torch.lerp(self.relaxed_alpha - self.alpha_abs, log_u, omega)
+        self.relaxed_alpha = self.alpha_abs + log_u
+        t = self.products.vecmat(torch.exp(log_u))
+        beta_new = torch.lerp(beta, self.log_b - torch.log(t) + self.beta_abs, omega)
+        self.bad = self.bad | ~torch.isfinite(beta_new).all()
+        self.drift = torch.maximum(self.drift, _spread(log_u.detach(), False))
+        return beta_new
 
     def __call__(self, beta):
         v, s, u, t = self._half_steps(beta)
@@ -164,8 +192,9 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
                  overrelax: bool = True) -> OTResult:
     """Log-domain (absorption-stabilised) Sinkhorn for U(a, b); ``error`` is ``|Pᵀ1 - b|_1 / sum(a)``.
 
-    ``overrelax``: adaptive over-relaxation of the column update (:mod:`otcls.ot.fixed_point`) where it
-    changes no gradient (``tol`` set, no unrolled graph recorded by autograd) and every ``b_j > 0``."""
+    ``overrelax``: successive over-relaxation of both half-steps with an adaptive ``omega``
+    (:mod:`otcls.ot.fixed_point`) where it changes no gradient (``tol`` set, no unrolled graph recorded by
+    autograd) and every ``a_i, b_j > 0``."""
     log_k = p.log_kernel
     log_a, log_b, _, _ = log_marginals(p)
     mass = p.a.sum(-1)
@@ -178,6 +207,7 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
 
     threshold = 30.0 if p.cost.dtype in (torch.float32, torch.float16, torch.bfloat16) else 200.0
     step = _AbsorbedStep(log_k, log_a, log_b, threshold)
+    relax = overrelax and step.all_cols and step.all_rows and not p.records_graph(grad)
 
     def error(beta):
         err = step.column_error(beta, p.b) / mass
@@ -190,7 +220,7 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
     trace = solve_fixed_point(step, beta0, error, tol=tol,
                               max_iter=max_iter, check_every=check_every, grad=grad, shift_invariant=True,
                               exact_step=exact_step, guard=step,
-                              relax=overrelax and step.all_cols and not p.records_graph(grad))
+                              relaxed=step.relaxed if relax else None)
     warn_if_not_converged(trace, tol, max_iter, "sinkhorn_log", "column marginal")
     if grad == "detach" or not torch.is_grad_enabled():
         with torch.no_grad():
@@ -226,10 +256,13 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
         v, _, t = kernel.half_steps(beta)
         return (v * t - p.b).abs().sum(-1) / mass
 
+    def relaxed(beta, omega):
+        return torch.lerp(beta, log_b - torch.log(kernel.relaxed_column_sums(beta, omega)), omega)
+
+    relax = overrelax and all_cols and kernel.all_rows and not p.records_graph(grad)
     beta0 = p.initial_beta() if beta0 is None else beta0
     trace = solve_fixed_point(step, beta0, error, tol=tol, max_iter=max_iter, check_every=check_every,
-                              grad=grad, shift_invariant=True,
-                              relax=overrelax and all_cols and not p.records_graph(grad))
+                              grad=grad, shift_invariant=True, relaxed=relaxed if relax else None)
     warn_if_not_converged(trace, tol, max_iter, "sinkhorn", "column marginal")
     if not bool(torch.isfinite(trace.error).all()):
         raise FloatingPointError("scaling-domain Sinkhorn produced inf/NaN (eps too small for exp(-C/eps)); "

@@ -70,11 +70,12 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         chunk_size: problems solved together; each chunk iterates to its own convergence. Default:
             as many as keep their kernels in the CPU cache (:mod:`otcls.ot.chunking`); the whole
             batch on other devices.
-        overrelax: balanced problems: over-relaxed column updates ``beta <- beta + omega (T(beta) - beta)``
-            with ``omega = 2 / (2 - rho)`` from each problem's own contraction rate ``rho`` (same fixed
-            point, fewer iterations; :mod:`otcls.ot.fixed_point`). Applied only where it cannot change a
-            gradient: ``tol`` set, no unrolled graph recorded (``grad`` implicit or detach, autograd
-            off, or no input requiring grad), and every ``b_j > 0``. ``False``: plain Sinkhorn steps.
+        overrelax: balanced problems: successive over-relaxation (SOR) of Sinkhorn's row and column
+            updates, each moved ``omega`` times as far as the exact update, with Young's optimal
+            ``omega`` estimated from each problem's own contraction rate (same fixed point, fewer
+            iterations; :mod:`otcls.ot.fixed_point`). Applied only where it cannot change a gradient:
+            ``tol`` set, no unrolled graph recorded (``grad`` implicit or detach, autograd off, or no
+            input requiring grad), and every ``a_i, b_j > 0``. ``False``: plain Sinkhorn steps.
 
     Returns:
         :class:`OTResult` (plan, potentials ``f``, ``g``, ``n_iter``, ``error``, ``converged``, ``errors``).
