@@ -63,10 +63,9 @@ def test_refined_omega_recovers_mu_from_the_sor_rate():
     mu, w = 0.9, 1.2
     lam = ((w * mu + (w * w * mu * mu - 4 * (w - 1)) ** 0.5) / 2) ** 2
     omega = torch.tensor([[w], [w], [w]], dtype=torch.float64)
-    last = torch.ones(3, dtype=torch.float64)
-    err = torch.tensor([lam ** 10, lam ** 10, 2.0], dtype=torch.float64)
+    err = torch.tensor([lam ** 10, lam ** 10, 2.0], dtype=torch.float64)  # after 10 steps, from 1
     seen = torch.tensor([True, False, True])
-    out = _refine_omega(omega, seen, err, last, torch.full((3,), 10)).squeeze(-1)
+    out = _refine_omega(omega, seen, torch.log(err) / 10).squeeze(-1)
     star = 2 / (1 + (1 - mu * mu) ** 0.5)
     torch.testing.assert_close(out, torch.tensor([star, w, 1.0], dtype=torch.float64))
 

@@ -98,7 +98,7 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     n_iter = torch.zeros(B, dtype=torch.long, device=device)  # up to the last check
     first = min(max(1, check_every // 2) if relax else check_every, max_iter)
     due_at = torch.full((B,), first, dtype=torch.long, device=device)
-    last_err = torch.full((B,), torch.nan, dtype=z0.dtype, device=device)
+    last_log_err = torch.full((B,), torch.nan, dtype=z0.dtype, device=device)
     last_at = torch.zeros(B, dtype=torch.long, device=device)
     history = []
     saved = (0, z)
@@ -131,10 +131,14 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
             continue
         due = active & (due_at == it)
         new_active = active & ~(due & (err <= tol))
-        new_due_at = torch.where(due, it + _steps_to_tol(err, last_err, it - last_at, tol, check_every), due_at)
+        # log rate of the error per step since each problem's last check (NaN at its first)
+        log_err = torch.log(err)
+        log_rate = (log_err - last_log_err) / (it - last_at).clamp_min(1)
+        new_due_at = torch.where(due, it + _steps_to_tol(log_err, log_rate, tol, check_every), due_at)
         new_due_at = new_due_at.clamp_max(max_iter)
-        upcoming = torch.where(new_active, new_due_at, torch.full_like(new_due_at, max_iter + 1)).min()
-        values = torch.cat([torch.stack([upcoming, new_active.sum()]).to(z.dtype), probe.to(z.dtype)]).tolist()
+        upcoming = torch.where(new_active, new_due_at, max_iter + 1).min()
+        values = torch.stack([upcoming, new_active.sum()])
+        values = (torch.cat([values.to(z.dtype), probe.to(z.dtype)]) if guard is not None else values).tolist()
         if guard is not None and not guard.settle(values[2:]):
             it, z = saved
             if it < RELAX_START:
@@ -145,9 +149,9 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         history.append(err)
         active, due_at, all_active = new_active, new_due_at, values[1] == B
         if omega is not None:
-            omega = _refine_omega(omega, due & (last_at >= RELAX_START), err, last_err, it - last_at)
-        last_err = torch.where(due, err, last_err)
-        last_at = torch.where(due, torch.full_like(last_at, it), last_at)
+            omega = _refine_omega(omega, due & (last_at >= RELAX_START), log_rate)
+        last_log_err = torch.where(due, log_err, last_log_err)
+        last_at = torch.where(due, it, last_at)
         if values[0] > max_iter:
             break
         next_check = int(values[0])
@@ -166,30 +170,25 @@ def _optimal_omega(rate: torch.Tensor) -> torch.Tensor:
     return (2.0 / (1.0 + torch.sqrt(1.0 - mu2))).clamp(1.0, OMEGA_MAX).unsqueeze(-1)
 
 
-def _refine_omega(omega: torch.Tensor, seen: torch.Tensor, err: torch.Tensor, last_err: torch.Tensor,
-                  steps: torch.Tensor) -> torch.Tensor:
-    """``omega`` after a check: for the problems ``seen`` over a relaxed stretch of ``steps``, the rate
-    ``lambda = (err / last_err)^(1/steps)`` gives ``mu = (lambda + omega - 1) / (omega sqrt(lambda))`` and
+def _refine_omega(omega: torch.Tensor, seen: torch.Tensor, log_rate: torch.Tensor) -> torch.Tensor:
+    """``omega`` after a check: for the problems ``seen`` over a relaxed stretch, the rate
+    ``lambda = exp(log_rate)`` per step gives ``mu = (lambda + omega - 1) / (omega sqrt(lambda))`` and
     ``omega`` rises to that ``mu``'s optimum (never falls: the estimate is only valid below it); where the
     error grew, ``omega = 1``."""
     w = omega[:, 0]
-    lam = torch.exp((torch.log(err) - torch.log(last_err)) / steps.clamp_min(1))
+    lam = torch.exp(log_rate)
     mu = (lam + w - 1.0) / (w * torch.sqrt(lam))
     better = _optimal_omega(mu * mu)[:, 0]
-    usable = seen & torch.isfinite(mu) & (lam < 1.0)
-    w = torch.where(usable, torch.maximum(w, better), w)
-    w = torch.where(seen & (err > last_err), torch.ones_like(w), w)
-    return w.unsqueeze(-1)
+    w = torch.where(seen & torch.isfinite(mu) & (lam < 1.0), torch.maximum(w, better), w)
+    return torch.where(seen & (log_rate > 0), 1.0, w).unsqueeze(-1)
 
 
-def _steps_to_tol(err: torch.Tensor, last_err: torch.Tensor, steps: torch.Tensor, tol: float,
-                  cap: int) -> torch.Tensor:
-    """Steps until ``err <= tol`` at the rate seen since the last check, in ``[1, cap]`` (``cap``
-    without a previous check or without a contracting rate)."""
-    log_rate = (torch.log(err) - torch.log(last_err)) / steps.clamp_min(1)
-    predicted = torch.ceil((math.log(tol) - torch.log(err)) / log_rate)
+def _steps_to_tol(log_err: torch.Tensor, log_rate: torch.Tensor, tol: float, cap: int) -> torch.Tensor:
+    """Steps until ``err <= tol`` at the per-step ``log_rate`` seen since the last check, in ``[1, cap]``
+    (``cap`` without a previous check or without a contracting rate)."""
+    predicted = torch.ceil((math.log(tol) - log_err) / log_rate)
     usable = torch.isfinite(predicted) & (log_rate < 0)
-    return torch.where(usable, predicted, torch.full_like(predicted, cap)).clamp(1, cap).long()
+    return torch.where(usable, predicted, cap).clamp(1, cap).long()
 
 
 def warn_if_not_converged(trace: Trace, tol: Optional[float], max_iter: int, method: str, what: str) -> None:
