@@ -45,8 +45,11 @@ class _AbsorbedStep:
     step checks itself and falls back to an exact log-sum-exp step.
     """
 
-    def __init__(self, log_k, log_a, log_b, threshold: float):
-        self.log_k, self.log_a, self.log_b, self.threshold = log_k, log_a, log_b, threshold
+    def __init__(self, p: LinearProblem, log_a, log_b, threshold: float, log_k=None):
+        """``log_k``: the problem's ``log K`` when a graph needs it; else it is formed only if a fallback
+        needs it (the kernel is absorbed straight from the cost)."""
+        self.p, self._log_k = p, log_k
+        self.log_a, self.log_b, self.threshold = log_a, log_b, threshold
         self.rows, self.cols = log_a > -torch.inf, log_b > -torch.inf
         self.all_rows, self.all_cols = bool(self.rows.all()), bool(self.cols.all())
         self.a = log_a.exp()
@@ -57,6 +60,12 @@ class _AbsorbedStep:
         self.relaxed_alpha = None  # absolute log row scalings of the last over-relaxed step
         self._watch()
 
+    @property
+    def log_k(self) -> torch.Tensor:
+        if self._log_k is None:
+            self._log_k = self.p.log_kernel
+        return self._log_k
+
     def _watch(self):
         self.bad = torch.zeros((), dtype=torch.bool, device=self.log_a.device)
         self.drift = torch.zeros((), dtype=self.log_a.dtype, device=self.log_a.device)
@@ -64,12 +73,16 @@ class _AbsorbedStep:
     def _absorb(self, beta):
         # alpha~ from an exact row update, so every row of K~ sums to a_i: no row underflows.
         self.beta_abs = beta
-        if torch.is_grad_enabled() and (self.log_k.requires_grad or beta.requires_grad):
+        if self._log_k is not None and torch.is_grad_enabled() and (self._log_k.requires_grad or beta.requires_grad):
             self.alpha_abs = self.log_a - row_lse(self.log_k, beta)
             self.kernel = torch.exp(self.log_k + self.alpha_abs[:, :, None] + beta[:, None, :])
         else:
             # the same in one buffer: K~ = e^(z - max z) * a / sum e^(z - max z) with z = log K + beta
-            z = self.log_k + beta[:, None, :]
+            # (z straight from the cost when log K is not formed: one pass, one buffer fewer)
+            if self._log_k is None and self.p.prior is None:
+                z = torch.addcmul(beta[:, None, :], self.p.cost, (-1.0 / self.p.eps)[:, :, None])
+            else:
+                z = self.log_k + beta[:, None, :]
             top = z.amax(-1, keepdim=True)
             top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # rows with no kernel entry
             rows = z.sub_(top).exp_().sum(-1)
@@ -195,18 +208,17 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
     ``overrelax``: successive over-relaxation of both half-steps with an adaptive ``omega``
     (:mod:`otcls.ot.fixed_point`) where it changes no gradient (``tol`` set, no unrolled graph recorded by
     autograd) and every ``a_i, b_j > 0``."""
-    log_k = p.log_kernel
     log_a, log_b, _, _ = log_marginals(p)
     mass = p.a.sum(-1)
+    threshold = 30.0 if p.cost.dtype in (torch.float32, torch.float16, torch.bfloat16) else 200.0
+    step = _AbsorbedStep(p, log_a, log_b, threshold, log_k=p.log_kernel if p.needs_graph(grad) else None)
 
     def alpha_of(beta):
-        return log_a - row_lse(log_k, beta)
+        return log_a - row_lse(step.log_k, beta)
 
     def exact_step(beta):
-        return log_b - col_lse(log_k, alpha_of(beta))
+        return log_b - col_lse(step.log_k, alpha_of(beta))
 
-    threshold = 30.0 if p.cost.dtype in (torch.float32, torch.float16, torch.bfloat16) else 200.0
-    step = _AbsorbedStep(log_k, log_a, log_b, threshold)
     relax = overrelax and step.all_cols and step.all_rows and not p.records_graph(grad)
 
     def error(beta):
@@ -214,7 +226,7 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
         # between careful steps the absorbed kernel may have underflowed: measure exactly then
         if not step.careful or bool(torch.isfinite(err).all()):
             return err
-        return l1_violation(beta + col_lse(log_k, alpha_of(beta)), p.b) / mass
+        return l1_violation(beta + col_lse(step.log_k, alpha_of(beta)), p.b) / mass
 
     beta0 = p.initial_beta() if beta0 is None else beta0
     trace = solve_fixed_point(step, beta0, error, tol=tol,
@@ -225,9 +237,9 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
     if grad == "detach" or not torch.is_grad_enabled():
         with torch.no_grad():
             alpha, plan = step.finalize(trace.z)
-            return make_result(p, log_k, alpha, trace.z, trace, "sinkhorn_log", plan=plan)
+            return make_result(p, None, alpha, trace.z, trace, "sinkhorn_log", plan=plan)
     beta = trace.z
-    return make_result(p, log_k, alpha_of(beta), beta, trace, "sinkhorn_log")
+    return make_result(p, step.log_k, alpha_of(beta), beta, trace, "sinkhorn_log")
 
 
 def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
