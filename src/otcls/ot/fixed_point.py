@@ -81,10 +81,10 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
             relaxed: Optional[RelaxedStep] = None) -> Trace:
     """Run ``step`` until every problem's error is <= tol (or ``max_iter``); ``tol=None`` runs all.
 
-    Each problem is checked on its own schedule: first after ``check_every`` steps (``check_every // 2``
-    with ``relaxed``, whose faster rate would otherwise be seen late), then at the step
+    Each problem is checked on its own schedule: first after ``check_every`` steps, then at the step
     where its observed linear rate ``(err / err_prev)^(1 / steps)`` predicts ``err <= tol``, at most
-    ``check_every`` steps later. A problem's schedule depends on its own errors only, so it stops at
+    ``check_every`` steps later. With ``relaxed`` both spans are ``check_every // 2``: the checks also
+    refine ``omega``, and its faster rate would otherwise be seen late. A problem's schedule depends on its own errors only, so it stops at
     the same step alone or in any batch. The host reads one small tensor per check (the next check's
     step and the guard's probe), never one per step. ``relaxed``: the over-relaxed step (module
     docstring), used with ``tol`` set; its problems' ``omega`` also depends on their own iterates only.
@@ -134,7 +134,7 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         # log rate of the error per step since each problem's last check (NaN at its first)
         log_err = torch.log(err)
         log_rate = (log_err - last_log_err) / (it - last_at).clamp_min(1)
-        new_due_at = torch.where(due, it + _steps_to_tol(log_err, log_rate, tol, check_every), due_at)
+        new_due_at = torch.where(due, it + _steps_to_tol(log_err, log_rate, tol, first if relax else check_every), due_at)
         new_due_at = new_due_at.clamp_max(max_iter)
         upcoming = torch.where(new_active, new_due_at, max_iter + 1).min()
         values = torch.stack([upcoming, new_active.sum()])
