@@ -114,3 +114,19 @@ def test_products_equal_dense_products(B, n, m):
     ref_ktu = np.einsum("bij,bi->bj", K.numpy(), u.numpy())
     np.testing.assert_allclose(products.matvec(v).numpy(), ref_kv, rtol=1e-12)
     np.testing.assert_allclose(products.vecmat(u).numpy(), ref_ktu, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_overrelaxed_small_eps_log_domain_matches_pot(dtype):
+    """eps 2e-3 on costs of scale 1 (log domain, re-absorbing as the scalings drift): SOR needs a small
+    fraction of the plain iterations and ends at POT's plan."""
+    C, a, b = points_problem(100, seed=3)
+    tol = 1e-7 if dtype == torch.float64 else 1e-5
+    kw = dict(eps=2e-3, tol=tol, max_iter=50000, grad="detach")
+    fast = solve(C.to(dtype), a.to(dtype), b.to(dtype), **kw)
+    plain = solve(C.to(dtype), a.to(dtype), b.to(dtype), overrelax=False, **kw)
+    assert fast.method == "sinkhorn_log" and fast.converged and plain.converged
+    assert int(fast.n_iter) < 0.25 * int(plain.n_iter)
+    ref = pot.bregman.sinkhorn_log(a.numpy(), b.numpy(), C.numpy(), 2e-3, stopThr=1e-12, numItermax=200000)
+    atol = 1e-8 if dtype == torch.float64 else 2e-6
+    np.testing.assert_allclose(fast.plan.double().numpy(), ref, atol=atol, rtol=0)
