@@ -84,9 +84,9 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     Each problem is checked on its own schedule: first after ``check_every`` steps, then at the step
     where its observed linear rate ``(err / err_prev)^(1 / steps)`` predicts ``err <= tol``, at most
     ``check_every`` steps later. With ``relaxed`` both spans are ``check_every // 2``: the checks also
-    refine ``omega``, and its faster rate would otherwise be seen late. A problem's schedule depends on its own errors only, so it stops at
-    the same step alone or in any batch. The host reads one small tensor per check (the next check's
-    step and the guard's probe), never one per step. ``relaxed``: the over-relaxed step (module
+    refine ``omega``, and its faster rate would otherwise be seen late. A problem's schedule depends on
+    its own errors only, so it stops at the same step alone or in any batch. The host reads one small
+    tensor per check (the next check's step and the guard's probe), never one per step. ``relaxed``: the over-relaxed step (module
     docstring), used with ``tol`` set; its problems' ``omega`` also depends on their own iterates only.
     """
     relax = relaxed is not None and tol is not None
@@ -96,7 +96,8 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     active = torch.ones(B, dtype=torch.bool, device=device)
     all_active = True  # host copy, refreshed at checks: while True the mask costs nothing
     n_iter = torch.zeros(B, dtype=torch.long, device=device)  # up to the last check
-    first = min(max(1, check_every // 2) if relax else check_every, max_iter)
+    span = max(1, check_every // 2) if relax else check_every  # most steps between two checks
+    first = min(span, max_iter)
     due_at = torch.full((B,), first, dtype=torch.long, device=device)
     last_log_err = torch.full((B,), torch.nan, dtype=z0.dtype, device=device)
     last_at = torch.zeros(B, dtype=torch.long, device=device)
@@ -134,7 +135,7 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         # log rate of the error per step since each problem's last check (NaN at its first)
         log_err = torch.log(err)
         log_rate = (log_err - last_log_err) / (it - last_at).clamp_min(1)
-        new_due_at = torch.where(due, it + _steps_to_tol(log_err, log_rate, tol, first if relax else check_every), due_at)
+        new_due_at = torch.where(due, it + _steps_to_tol(log_err, log_rate, tol, span), due_at)
         new_due_at = new_due_at.clamp_max(max_iter)
         upcoming = torch.where(new_active, new_due_at, max_iter + 1).min()
         values = torch.stack([upcoming, new_active.sum()])
