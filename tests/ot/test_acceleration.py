@@ -130,3 +130,9 @@ def test_overrelaxed_small_eps_log_domain_matches_pot(dtype):
     ref = pot.bregman.sinkhorn_log(a.numpy(), b.numpy(), C.numpy(), 2e-3, stopThr=1e-12, numItermax=200000)
     atol = 1e-8 if dtype == torch.float64 else 2e-6
     np.testing.assert_allclose(fast.plan.double().numpy(), ref, atol=atol, rtol=0)
+
+
+def test_bad_overrelax_is_rejected():
+    C, a, b = random_problem(5, 3, 9)
+    with pytest.raises(ValueError, match="overrelax must be True or False"):
+        solve(C, a, b, eps=0.1, overrelax="no")

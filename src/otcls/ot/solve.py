@@ -87,6 +87,8 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     check_options(tol, max_iter, check_every, grad)
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1 (or None for automatic), got {chunk_size}")
+    if not isinstance(overrelax, bool):
+        raise ValueError(f"overrelax must be True or False, got {overrelax!r}")
     problem = LinearProblem.build(cost, a, b, eps=eps, prior=prior, lower=lower, upper=upper)
     kind = problem.kind
     if method != "auto" and method not in SOLVERS[kind]:
@@ -96,7 +98,7 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     beta0 = problem.initial_beta(init_g)
     options = dict(tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad)
     if kind == "balanced":
-        options["overrelax"] = bool(overrelax)
+        options["overrelax"] = overrelax
     if method == "auto" and kind != "semi_relaxed":
         scaling, log = AUTO_METHODS[kind]
         safe = scaling_safe(problem)
