@@ -53,8 +53,10 @@ def test_no_overrelaxation_with_an_empty_column():
 
 def test_optimal_omega_is_youngs():
     """omega* = 2 / (1 + sqrt(1 - mu^2)), in [1, OMEGA_MAX]."""
-    omega = _optimal_omega(torch.tensor([0.0, 0.75, 0.99, 1.0, 1.5])).squeeze(-1)
-    torch.testing.assert_close(omega, torch.tensor([1.0, 2 / 1.5, 2 / 1.1, OMEGA_MAX, OMEGA_MAX]))
+    expected = [1.0, 2 / 1.5, 2 / 1.1, OMEGA_MAX, OMEGA_MAX]
+    omega = _optimal_omega(torch.tensor([0.0, 0.75, 0.99, 1.0, 1.5]))  # on the device (first estimate)
+    torch.testing.assert_close(omega, torch.tensor(expected))
+    np.testing.assert_allclose(_optimal_omega(np.array([0.0, 0.75, 0.99, 1.0, 1.5])), expected)  # host (checks)
 
 
 def test_refined_omega_recovers_mu_from_the_sor_rate():
@@ -62,12 +64,12 @@ def test_refined_omega_recovers_mu_from_the_sor_rate():
     from that rate over 10 steps the refinement recovers mu = 0.9 and moves to its omega*."""
     mu, w = 0.9, 1.2
     lam = ((w * mu + (w * w * mu * mu - 4 * (w - 1)) ** 0.5) / 2) ** 2
-    omega = torch.tensor([[w], [w], [w]], dtype=torch.float64)
-    err = torch.tensor([lam ** 10, lam ** 10, 2.0], dtype=torch.float64)  # after 10 steps, from 1
-    seen = torch.tensor([True, False, True])
-    out = _refine_omega(omega, seen, torch.log(err) / 10).squeeze(-1)
+    omega = np.array([w, w, w])
+    err = np.array([lam ** 10, lam ** 10, 2.0])  # after 10 steps, from 1
+    seen = np.array([True, False, True])
+    out = _refine_omega(omega, seen, np.log(err) / 10)
     star = 2 / (1 + (1 - mu * mu) ** 0.5)
-    torch.testing.assert_close(out, torch.tensor([star, w, 1.0], dtype=torch.float64))
+    np.testing.assert_allclose(out, [star, w, 1.0])
 
 
 def test_sor_on_a_linear_two_block_system_reaches_its_solution_faster():

@@ -82,13 +82,13 @@ def dbot_ascent(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int 
 
 
 def dbot_ascent_scaling(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000, beta0=None,
-                        check_every: int = 10, grad: str = "autodiff", out=None) -> OTResult:
+                        check_every: int = 10, grad: str = "autodiff", out=None, scratch=None) -> OTResult:
     """:func:`dbot_ascent` in the scaling domain (matrix products with the row-shifted ``K``, no
     log-sum-exp); same state ``beta = log v`` and fixed point. Safe when
     :func:`otcls.ot.domain.scaling_safe` holds; raises ``FloatingPointError`` if it under/overflows.
-    ``out``: as in :func:`otcls.ot.sinkhorn.sinkhorn`."""
+    ``out``, ``scratch``: as in :func:`otcls.ot.sinkhorn.sinkhorn`."""
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
-        kernel = ScalingKernel(p, out)
+        kernel = ScalingKernel(p, out, scratch)
     _, log_l, log_u = _bounds(p)
     mass = p.a.sum(-1)
 

@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Protocol
 
+import numpy as np
 import torch
 
 from .result import OTConvergenceWarning
@@ -81,26 +82,24 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
             relaxed: Optional[RelaxedStep] = None) -> Trace:
     """Run ``step`` until every problem's error is <= tol (or ``max_iter``); ``tol=None`` runs all.
 
-    Each problem is checked on its own schedule: first after ``check_every`` steps, then at the step
-    where its observed linear rate ``(err / err_prev)^(1 / steps)`` predicts ``err <= tol``, at most
-    ``check_every`` steps later. With ``relaxed`` both spans are ``check_every // 2``: the checks also
-    refine ``omega``, and its faster rate would otherwise be seen late. A problem's schedule depends on
-    its own errors only, so it stops at the same step alone or in any batch. The host reads one small
-    tensor per check (the next check's step and the guard's probe), never one per step. ``relaxed``: the over-relaxed step (module
+    Each problem is checked on its own schedule (:class:`_Schedule`): first after ``check_every`` steps,
+    then at the step where its observed linear rate ``(err / err_prev)^(1 / steps)`` predicts
+    ``err <= tol``, at most ``check_every`` steps later. With ``relaxed`` both spans are
+    ``check_every // 2``: the checks also refine ``omega``, and its faster rate would otherwise be seen
+    late. A problem's schedule depends on its own errors only, so it stops at the same step alone or in
+    any batch. A check copies one small tensor to the host (the errors, ``omega`` and the guard's probe)
+    and keeps the schedule there, never one per step. ``relaxed``: the over-relaxed step (module
     docstring), used with ``tol`` set; its problems' ``omega`` also depends on their own iterates only.
     """
     relax = relaxed is not None and tol is not None
     B = z0.shape[0]
     z = z0
     device = z0.device
-    active = torch.ones(B, dtype=torch.bool, device=device)
-    all_active = True  # host copy, refreshed at checks: while True the mask costs nothing
-    n_iter = torch.zeros(B, dtype=torch.long, device=device)  # up to the last check
+    active = None  # device mask of the problems still iterating; None while all are
+    n_iter = np.zeros(B, dtype=np.int64)  # up to the last check
     span = max(1, check_every // 2) if relax else check_every  # most steps between two checks
     first = min(span, max_iter)
-    due_at = torch.full((B,), first, dtype=torch.long, device=device)
-    last_log_err = torch.full((B,), torch.nan, dtype=z0.dtype, device=device)
-    last_at = torch.zeros(B, dtype=torch.long, device=device)
+    schedule = _Schedule(B, tol, span, first, max_iter) if tol is not None else None
     history = []
     saved = (0, z)
     next_check = first
@@ -115,81 +114,112 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
             if relax and it >= RELAX_START - 1:
                 length = (z_new - z).detach().abs().amax(-1)
                 if last_step is not None:
-                    omega = _optimal_omega(torch.nan_to_num(length / last_step, nan=0.0))
+                    omega = _optimal_omega(torch.nan_to_num(length / last_step, nan=0.0)).unsqueeze(-1)
                 last_step = length
-        z = z_new if tol is None or all_active else torch.where(active[:, None], z_new, z)
+        z = z_new if active is None else torch.where(active[:, None], z_new, z)
         if it != next_check:
             continue
         err = error(z).detach() if tol is not None else None
         probe = guard.probe(z, err) if guard is not None else z.new_zeros(0)
-        if tol is None:
-            if guard is not None and not guard.settle(probe.tolist()):
-                it, z = saved
-                continue
-            n_iter = n_iter + (it - saved[0])
-            saved = (it, z)
-            next_check = min(it + check_every, max_iter)
-            continue
-        due = active & (due_at == it)
-        new_active = active & ~(due & (err <= tol))
-        # log rate of the error per step since each problem's last check (NaN at its first)
-        log_err = torch.log(err)
-        log_rate = (log_err - last_log_err) / (it - last_at).clamp_min(1)
-        new_due_at = torch.where(due, it + _steps_to_tol(log_err, log_rate, tol, span), due_at)
-        new_due_at = new_due_at.clamp_max(max_iter)
-        upcoming = torch.where(new_active, new_due_at, max_iter + 1).min()
-        values = torch.stack([upcoming, new_active.sum()])
-        values = (torch.cat([values.to(z.dtype), probe.to(z.dtype)]) if guard is not None else values).tolist()
-        if guard is not None and not guard.settle(values[2:]):
+        parts = ([] if err is None else [err]) + ([] if omega is None else [omega[:, 0]]) + [probe]
+        host = torch.cat([x.reshape(-1).to(torch.float64) for x in parts]).cpu().numpy()
+        if guard is not None and not guard.settle(host[len(host) - probe.numel():].tolist()):
             it, z = saved
             if it < RELAX_START:
                 omega = last_step = None
             continue
-        n_iter = n_iter + active * (it - saved[0])
+        if tol is None:
+            n_iter += it - saved[0]
+            saved = (it, z)
+            next_check = min(it + check_every, max_iter)
+            continue
+        n_iter += schedule.active * (it - saved[0])
         saved = (it, z)
         history.append(err)
-        active, due_at, all_active = new_active, new_due_at, values[1] == B
-        if omega is not None:
-            omega = _refine_omega(omega, due & (last_at >= RELAX_START), log_rate)
-        last_log_err = torch.where(due, log_err, last_log_err)
-        last_at = torch.where(due, it, last_at)
-        if values[0] > max_iter:
+        was_active, due, log_rate, seen = schedule.update(it, host[:B])
+        if omega is not None and seen.any():
+            refined = _refine_omega(host[B:2 * B], seen, log_rate)
+            omega = torch.from_numpy(refined).to(device=device, dtype=z.dtype).unsqueeze(-1)
+        if not np.array_equal(schedule.active, was_active):
+            active = torch.from_numpy(schedule.active).to(device)
+        upcoming = schedule.upcoming()
+        if upcoming > max_iter:
             break
-        next_check = int(values[0])
-    n_iter = n_iter + active * (it - saved[0])
+        next_check = upcoming
+    if schedule is not None:
+        n_iter += schedule.active * (it - saved[0])
+    else:
+        n_iter += it - saved[0]
     err = error(z).detach() if not history or tol is None else history[-1]
     if not history:
         history.append(err)
     converged = err <= tol if tol is not None else torch.isfinite(err)
-    return Trace(z, n_iter, err, converged, torch.stack(history))
+    return Trace(z, torch.from_numpy(n_iter).to(device), err, converged, torch.stack(history))
 
 
-def _optimal_omega(rate: torch.Tensor) -> torch.Tensor:
-    """Young's ``omega* = 2 / (1 + sqrt(1 - mu^2))`` for the plain step's rate ``mu^2`` ``(B,)``, in
-    ``[1, OMEGA_MAX]``, as ``(B, 1)``."""
-    mu2 = rate.clamp(0.0, 1.0)
-    return (2.0 / (1.0 + torch.sqrt(1.0 - mu2))).clamp(1.0, OMEGA_MAX).unsqueeze(-1)
+class _Schedule:
+    """Host side of the per-problem convergence checks of :func:`iterate` (NumPy on ``B`` numbers per check:
+    a few microseconds, where the same arithmetic as device operations cost ~30 dispatches per check).
+
+    ``active``: problems still iterating; ``due_at``: the step of each one's next check; a problem stops at
+    a check it is due at with ``err <= tol``."""
+
+    def __init__(self, B: int, tol: float, span: int, first: int, max_iter: int):
+        self.tol, self.span, self.max_iter = tol, span, max_iter
+        self.active = np.ones(B, dtype=bool)
+        self.due_at = np.full(B, first, dtype=np.int64)
+        self.last_log_err = np.full(B, np.nan)
+        self.last_at = np.zeros(B, dtype=np.int64)
+
+    def update(self, it: int, err: np.ndarray):
+        """Record the errors ``err`` of a check at step ``it``. Returns the problems active before it, those
+        due at it, their log rate per step since their last check (NaN at the first) and those of them whose
+        rate was measured over steps past :data:`RELAX_START` (where ``omega`` is refined)."""
+        was_active = self.active
+        due = was_active & (self.due_at == it)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_err = np.log(err)
+            log_rate = (log_err - self.last_log_err) / np.maximum(it - self.last_at, 1)
+        seen = due & (self.last_at >= RELAX_START)
+        self.active = was_active & ~(due & (err <= self.tol))
+        due_at = np.where(due, it + _steps_to_tol(log_err, log_rate, self.tol, self.span), self.due_at)
+        self.due_at = np.minimum(due_at, self.max_iter)
+        self.last_log_err = np.where(due, log_err, self.last_log_err)
+        self.last_at = np.where(due, it, self.last_at)
+        return was_active, due, log_rate, seen
+
+    def upcoming(self) -> int:
+        """The step of the next check (``max_iter + 1`` when every problem has stopped)."""
+        return int(self.due_at[self.active].min()) if self.active.any() else self.max_iter + 1
 
 
-def _refine_omega(omega: torch.Tensor, seen: torch.Tensor, log_rate: torch.Tensor) -> torch.Tensor:
-    """``omega`` after a check: for the problems ``seen`` over a relaxed stretch, the rate
+def _optimal_omega(rate):
+    """Young's ``omega* = 2 / (1 + sqrt(1 - mu^2))`` for the plain step's rate ``mu^2`` (a tensor or an array),
+    in ``[1, OMEGA_MAX]``."""
+    mu2 = rate.clip(0.0, 1.0)
+    return (2.0 / (1.0 + (1.0 - mu2) ** 0.5)).clip(1.0, OMEGA_MAX)
+
+
+def _refine_omega(omega: np.ndarray, seen: np.ndarray, log_rate: np.ndarray) -> np.ndarray:
+    """``omega`` ``(B,)`` after a check: for the problems ``seen`` over a relaxed stretch, the rate
     ``lambda = exp(log_rate)`` per step gives ``mu = (lambda + omega - 1) / (omega sqrt(lambda))`` and
     ``omega`` rises to that ``mu``'s optimum (never falls: the estimate is only valid below it); where the
     error grew, ``omega = 1``."""
-    w = omega[:, 0]
-    lam = torch.exp(log_rate)
-    mu = (lam + w - 1.0) / (w * torch.sqrt(lam))
-    better = _optimal_omega(mu * mu)[:, 0]
-    w = torch.where(seen & torch.isfinite(mu) & (lam < 1.0), torch.maximum(w, better), w)
-    return torch.where(seen & (log_rate > 0), 1.0, w).unsqueeze(-1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lam = np.exp(log_rate)
+        mu = (lam + omega - 1.0) / (omega * np.sqrt(lam))
+        better = _optimal_omega(mu * mu)
+    w = np.where(seen & np.isfinite(mu) & (lam < 1.0), np.maximum(omega, better), omega)
+    return np.where(seen & (log_rate > 0), 1.0, w)
 
 
-def _steps_to_tol(log_err: torch.Tensor, log_rate: torch.Tensor, tol: float, cap: int) -> torch.Tensor:
+def _steps_to_tol(log_err: np.ndarray, log_rate: np.ndarray, tol: float, cap: int) -> np.ndarray:
     """Steps until ``err <= tol`` at the per-step ``log_rate`` seen since the last check, in ``[1, cap]``
     (``cap`` without a previous check or without a contracting rate)."""
-    predicted = torch.ceil((math.log(tol) - log_err) / log_rate)
-    usable = torch.isfinite(predicted) & (log_rate < 0)
-    return torch.where(usable, predicted, cap).clamp(1, cap).long()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        predicted = np.ceil((math.log(tol) - log_err) / log_rate)
+    usable = np.isfinite(predicted) & (log_rate < 0)
+    return np.where(usable, predicted, cap).clip(1, cap).astype(np.int64)
 
 
 def warn_if_not_converged(trace: Trace, tol: Optional[float], max_iter: int, method: str, what: str) -> None:

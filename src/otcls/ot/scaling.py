@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from . import buffers
 from .problem import LinearProblem
 from .products import Products
 
@@ -20,23 +21,13 @@ class ScalingKernel:
     """Row-shifted kernel with the half-steps of one state cached (by identity), so a convergence
     check and the step that follows it share their two matrix products."""
 
-    def __init__(self, p: LinearProblem, out: Optional[torch.Tensor] = None):
-        """``out``: a buffer of the cost's shape to build ``K`` (and later the plan) in; no autograd."""
+    def __init__(self, p: LinearProblem, out: Optional[torch.Tensor] = None,
+                 scratch: Optional[torch.Tensor] = None):
+        """``out``: a buffer of the cost's shape to build ``K`` (and later the plan) in; ``scratch``: one of the
+        transposed shape for ``Kᵀ``. Both only where no autograd graph is built."""
         a = p.a
-        eps = p.eps[:, :, None]
-        if p.prior is not None:
-            log_k = p.log_kernel
-            shift = log_k.amax(-1)
-            self.shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-            self.K = torch.exp(log_k - self.shift[:, :, None], out=out)
-        else:
-            row_min = p.row_extremes()[0][:, :, None]
-            self.shift = -(row_min / eps)[:, :, 0]
-            if torch.is_grad_enabled() and (p.cost.requires_grad or p.eps.requires_grad):
-                self.K = torch.exp((row_min - p.cost) / eps)
-            else:  # in place: one buffer instead of three
-                self.K = torch.sub(row_min, p.cost, out=out).div_(eps).exp_()
-        self.products = Products(self.K)
+        self.K, self.shift = row_shifted_kernel(p, out)
+        self.products = Products(self.K, scratch)
         self.a = a
         self.rows = a > 0
         self.all_rows = bool(self.rows.all())
@@ -86,3 +77,23 @@ class ScalingKernel:
         alpha = torch.where(self.rows, torch.log(torch.where(self.rows, u, torch.ones_like(u))) - self.shift,
                             torch.full_like(u, -torch.inf))
         return alpha, plan
+
+
+def row_shifted_kernel(p: LinearProblem, out: Optional[torch.Tensor] = None):
+    """``(K, shift)``: ``K = exp(log K - shift)`` with ``shift_i = max_j log K_ij`` (0 for an empty row); in
+    ``out`` (or a fresh buffer) when no autograd graph is built."""
+    eps = p.eps[:, :, None]
+    if p.prior is not None:
+        log_k = p.log_kernel
+        shift = log_k.amax(-1)
+        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+        if out is None and not (torch.is_grad_enabled() and log_k.requires_grad):
+            out = buffers.empty_like(log_k)
+        return torch.exp(log_k - shift[:, :, None], out=out), shift
+    row_min = p.row_extremes()[0][:, :, None]
+    shift = -(row_min / eps)[:, :, 0]
+    if torch.is_grad_enabled() and (p.cost.requires_grad or p.eps.requires_grad):
+        return torch.exp((row_min - p.cost) / eps), shift
+    # in place: one buffer instead of three
+    out = buffers.empty_like(p.cost) if out is None else out
+    return torch.sub(row_min, p.cost, out=out).div_(eps).exp_(), shift

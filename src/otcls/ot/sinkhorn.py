@@ -24,6 +24,7 @@ from typing import Optional
 
 import torch
 
+from . import buffers
 from ._common import log_marginals, make_result
 from ._lse import col_lse, l1_violation, row_lse
 from .fixed_point import solve_fixed_point, warn_if_not_converged
@@ -79,10 +80,11 @@ class _AbsorbedStep:
         else:
             # the same in one buffer: K~ = e^(z - max z) * a / sum e^(z - max z) with z = log K + beta
             # (z straight from the cost when log K is not formed: one pass, one buffer fewer)
+            z = buffers.empty_like(self.p.cost)
             if self._log_k is None and self.p.prior is None:
-                z = torch.addcmul(beta[:, None, :], self.p.cost, (-1.0 / self.p.eps)[:, :, None])
+                torch.addcmul(beta[:, None, :], self.p.cost, (-1.0 / self.p.eps)[:, :, None], out=z)
             else:
-                z = self.log_k + beta[:, None, :]
+                torch.add(self.log_k, beta[:, None, :], out=z)
             top = z.amax(-1, keepdim=True)
             top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # rows with no kernel entry
             rows = z.sub_(top).exp_().sum(-1)
@@ -244,15 +246,17 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
 
 def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
              check_every: int = 10, grad: str = "autodiff", beta0: Optional[torch.Tensor] = None,
-             overrelax: bool = True, out: Optional[torch.Tensor] = None) -> OTResult:
+             overrelax: bool = True, out: Optional[torch.Tensor] = None,
+             scratch: Optional[torch.Tensor] = None) -> OTResult:
     """Scaling-domain Sinkhorn (matrix products with the row-shifted ``K``); raises if it under/overflows.
 
     Safe when :func:`otcls.ot.domain.scaling_safe` holds, which is when ``solve(method="auto")`` picks it.
     ``overrelax``: as in :func:`sinkhorn_log`. ``out``: a buffer of the cost's shape that receives the
-    plan (it holds the kernel meanwhile), for a solve that builds no autograd graph.
+    plan (it holds the kernel meanwhile), for a solve that builds no autograd graph; ``scratch``: likewise, a
+    ``(B, m, n)`` buffer that holds ``Kᵀ`` (the chunks of a batch share one).
     """
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
-        kernel = ScalingKernel(p, out)
+        kernel = ScalingKernel(p, out, scratch)
     cols = p.b > 0
     all_cols = bool(cols.all())
     log_b = torch.where(cols, torch.log(torch.where(cols, p.b, torch.ones_like(p.b))), torch.full_like(p.b, -torch.inf))
@@ -282,3 +286,4 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         alpha, plan = kernel.plan(trace.z)
         return make_result(p, None, alpha, trace.z, trace, "sinkhorn", plan=plan)
+

@@ -6,6 +6,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
+from . import buffers
 from .chunking import chunk_size as auto_chunk_size
 from .chunking import concat, subproblem
 from .dbot import dbot_ascent, dbot_ascent_scaling, dbot_cyclic, dbot_dykstra, dbot_three_scaling
@@ -109,9 +110,10 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     size = int(chunk_size) if chunk_size is not None else auto_chunk_size(n, m, problem.cost.dtype,
                                                                             problem.cost.device)
 
-    def run(name: str, part: LinearProblem, beta: torch.Tensor, out=None) -> OTResult:
-        """Solve ``part``; with ``out`` (no autograd graph), its plan ends up in ``out``."""
-        kw = dict(options, out=out) if out is not None and name in IN_PLACE else options
+    def run(name: str, part: LinearProblem, beta: torch.Tensor, out=None, scratch=None) -> OTResult:
+        """Solve ``part``; with ``out`` (no autograd graph), its plan ends up in ``out``, and ``scratch`` (the
+        transposed shape) holds its ``Kᵀ`` meanwhile."""
+        kw = dict(options, out=out, scratch=scratch) if out is not None and name in IN_PLACE else options
         if method != "auto" or name != AUTO_METHODS[kind][0]:
             result = SOLVERS[kind][name](part, beta0=beta, **kw)
         else:
@@ -124,9 +126,13 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         result = run(groups[0][0], problem, beta0)
     elif len(groups) == 1:
         # chunks are slices: their plans are written straight into one buffer (no concatenation)
-        out = None if problem.needs_graph(grad) else torch.empty_like(problem.cost)
+        out = scratch = None
+        if not problem.needs_graph(grad):
+            out = buffers.empty_like(problem.cost)
+            scratch = buffers.empty((size, m, n), problem.cost.dtype, problem.cost.device)
         parts = [run(groups[0][0], subproblem(problem, slice(s, s + size)), beta0[s:s + size],
-                     None if out is None else out[s:s + size]) for s in range(0, B, size)]
+                     None if out is None else out[s:s + size], None if out is None else scratch[:min(size, B - s)])
+                 for s in range(0, B, size)]
         result = concat(parts, None, problem, plan=out)
     else:
         parts, order = [], []
