@@ -177,13 +177,13 @@ class _Schedule:
         rate was measured over steps past :data:`RELAX_START` (where ``omega`` is refined)."""
         was_active = self.active
         due = was_active & (self.due_at == it)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # once: entering it costs as much as the rest
             log_err = np.log(err)
             log_rate = (log_err - self.last_log_err) / np.maximum(it - self.last_at, 1)
+            steps = _steps_to_tol(log_err, log_rate, self.tol, self.span)
         seen = due & (self.last_at >= RELAX_START)
         self.active = was_active & ~(due & (err <= self.tol))
-        due_at = np.where(due, it + _steps_to_tol(log_err, log_rate, self.tol, self.span), self.due_at)
-        self.due_at = np.minimum(due_at, self.max_iter)
+        self.due_at = np.minimum(np.where(due, it + steps, self.due_at), self.max_iter)
         self.last_log_err = np.where(due, log_err, self.last_log_err)
         self.last_at = np.where(due, it, self.last_at)
         return was_active, due, log_rate, seen
@@ -215,9 +215,9 @@ def _refine_omega(omega: np.ndarray, seen: np.ndarray, log_rate: np.ndarray) -> 
 
 def _steps_to_tol(log_err: np.ndarray, log_rate: np.ndarray, tol: float, cap: int) -> np.ndarray:
     """Steps until ``err <= tol`` at the per-step ``log_rate`` seen since the last check, in ``[1, cap]``
-    (``cap`` without a previous check or without a contracting rate)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        predicted = np.ceil((math.log(tol) - log_err) / log_rate)
+    (``cap`` without a previous check or without a contracting rate). Call it under ``np.errstate`` ignoring
+    division by zero and invalid values (a zero error, a NaN rate)."""
+    predicted = np.ceil((math.log(tol) - log_err) / log_rate)
     usable = np.isfinite(predicted) & (log_rate < 0)
     return np.where(usable, predicted, cap).clip(1, cap).astype(np.int64)
 

@@ -94,6 +94,6 @@ def row_shifted_kernel(p: LinearProblem, out: Optional[torch.Tensor] = None):
     shift = -(row_min / eps)[:, :, 0]
     if torch.is_grad_enabled() and (p.cost.requires_grad or p.eps.requires_grad):
         return torch.exp((row_min - p.cost) / eps), shift
-    # in place: one buffer instead of three
+    # in place, in two passes: (min_j C_ij - C_ij) / eps = -shift_i - C_ij / eps, then exp
     out = buffers.empty_like(p.cost) if out is None else out
-    return torch.sub(row_min, p.cost, out=out).div_(eps).exp_(), shift
+    return torch.addcmul(-shift[:, :, None], p.cost, (-1.0 / eps), out=out).exp_(), shift
