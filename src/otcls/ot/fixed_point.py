@@ -120,9 +120,9 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         if it != next_check:
             continue
         err = error(z).detach() if tol is not None else None
-        probe = guard.probe(z, err) if guard is not None else z.new_zeros(0)
-        parts = ([] if err is None else [err]) + ([] if omega is None else [omega[:, 0]]) + [probe]
-        host = torch.cat([x.reshape(-1).to(torch.float64) for x in parts]).cpu().numpy()
+        probe = guard.probe(z, err) if guard is not None else None
+        parts = [x for x in (err, None if omega is None else omega[:, 0], probe) if x is not None]
+        host = torch.cat([x.reshape(-1).to(torch.float64) for x in parts]).cpu().numpy() if parts else None
         if guard is not None and not guard.settle(host[len(host) - probe.numel():].tolist()):
             it, z = saved
             if it < RELAX_START:
