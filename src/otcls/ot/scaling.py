@@ -25,13 +25,12 @@ class ScalingKernel:
                  scratch: Optional[torch.Tensor] = None):
         """``out``: a buffer of the cost's shape to build ``K`` (and later the plan) in; ``scratch``: one of the
         transposed shape for ``Kᵀ``. Both only where no autograd graph is built."""
-        a = p.a
         self.K, self.shift = row_shifted_kernel(p, out)
         self.products = Products(self.K, scratch)
-        self.a = a
-        self.rows = a > 0
+        self.a = p.a
+        self.rows = p.a > 0
         self.all_rows = bool(self.rows.all())
-        self.log_a = torch.log(a) if self.all_rows else None
+        self.log_a = torch.log(p.a) if self.all_rows else None
         self._cache = self._rows_cache = (None, None)
         self._log_u = None
 

@@ -286,4 +286,3 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         alpha, plan = kernel.plan(trace.z)
         return make_result(p, None, alpha, trace.z, trace, "sinkhorn", plan=plan)
-
