@@ -12,7 +12,7 @@ help:  ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 # Re-runs only when the dependency files change, so `make install` is quick when nothing did.
-$(VENV)/.install-stamp: setup.cfg pyproject.toml
+$(VENV)/.install-stamp: setup.cfg pyproject.toml setup.py $(wildcard src/otcls/ot/native/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1

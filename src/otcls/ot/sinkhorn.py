@@ -25,6 +25,7 @@ from typing import Optional
 import torch
 
 from . import buffers
+from . import fused as _fused
 from ._common import log_marginals, make_result
 from ._lse import col_lse, l1_violation, row_lse
 from .fixed_point import solve_fixed_point, warn_if_not_converged
@@ -247,14 +248,28 @@ def sinkhorn_log(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int
 def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1000,
              check_every: int = 10, grad: str = "autodiff", beta0: Optional[torch.Tensor] = None,
              overrelax: bool = True, out: Optional[torch.Tensor] = None,
-             scratch: Optional[torch.Tensor] = None) -> OTResult:
+             scratch: Optional[torch.Tensor] = None, fused: Optional[bool] = None) -> OTResult:
     """Scaling-domain Sinkhorn (matrix products with the row-shifted ``K``); raises if it under/overflows.
 
     Safe when :func:`otcls.ot.domain.scaling_safe` holds, which is when ``solve(method="auto")`` picks it.
     ``overrelax``: as in :func:`sinkhorn_log`. ``out``: a buffer of the cost's shape that receives the
     plan (it holds the kernel meanwhile), for a solve that builds no autograd graph; ``scratch``: likewise, a
-    ``(B, m, n)`` buffer that holds ``Kᵀ`` (the chunks of a batch share one).
+    ``(B, m, n)`` buffer that holds ``Kᵀ`` (the chunks of a batch share one). ``fused``: ``None`` runs the
+    fused C loop (:mod:`otcls.ot.fused`) where :func:`otcls.ot.fused.eligible` holds, ``False`` never,
+    ``True`` raises where it cannot.
     """
+    if fused is None:
+        fused = _fused.eligible(p, grad)
+    elif fused and not _fused.eligible(p, grad):
+        raise ValueError("fused=True: the fused loop needs the C extension (otcls.ot.fused.available()), a CPU "
+                         "float32/float64 problem without autograd graph, every a_i, b_j > 0 and a kernel of at "
+                         f"most {_fused.CACHE_BYTES} bytes with its transpose; pass fused=None to fall back")
+    if fused:
+        alpha, beta, plan, trace = _fused.sinkhorn_fused(p, tol=tol, max_iter=max_iter, check_every=check_every,
+                                                         beta0=p.initial_beta() if beta0 is None else beta0,
+                                                         overrelax=overrelax, out=out)
+        _raise_if_out_of_range(trace, tol, max_iter)
+        return make_result(p, None, alpha, beta, trace, "sinkhorn", plan=plan)
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
         kernel = ScalingKernel(p, out, scratch)
     cols = p.b > 0
@@ -279,10 +294,15 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
     beta0 = p.initial_beta() if beta0 is None else beta0
     trace = solve_fixed_point(step, beta0, error, tol=tol, max_iter=max_iter, check_every=check_every,
                               grad=grad, shift_invariant=True, relaxed=relaxed if relax else None)
+    _raise_if_out_of_range(trace, tol, max_iter)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
+        alpha, plan = kernel.plan(trace.z)
+        return make_result(p, None, alpha, trace.z, trace, "sinkhorn", plan=plan)
+
+
+def _raise_if_out_of_range(trace, tol, max_iter) -> None:
     warn_if_not_converged(trace, tol, max_iter, "sinkhorn", "column marginal")
     if not bool(torch.isfinite(trace.error).all()):
         raise FloatingPointError("scaling-domain Sinkhorn produced inf/NaN (eps too small for exp(-C/eps)); "
                                  "use method='sinkhorn_log' or 'auto'")
-    with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
-        alpha, plan = kernel.plan(trace.z)
-        return make_result(p, None, alpha, trace.z, trace, "sinkhorn", plan=plan)
+

@@ -11,6 +11,7 @@ from .chunking import chunk_size as auto_chunk_size
 from .chunking import concat, subproblem
 from .dbot import dbot_ascent, dbot_ascent_scaling, dbot_cyclic, dbot_dykstra, dbot_three_scaling
 from .domain import scaling_safe
+from . import fused as fused_loop
 from .fixed_point import check_options
 from .problem import LinearProblem
 from .result import OTResult
@@ -32,7 +33,7 @@ IN_PLACE = ("sinkhorn", "dbot_ascent_scaling")  # solvers that can build their p
 def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: str = "auto",
           tol: Optional[float] = 1e-6, max_iter: int = 1000, grad: str = "autodiff",
           check_every: int = 10, init_g=None, chunk_size: Optional[int] = None,
-          overrelax: bool = True) -> OTResult:
+          overrelax: bool = True, fused: Optional[bool] = None) -> OTResult:
     r"""Solve entropic OT, RE-OT or DB-OT, batched and differentiable.
 
     .. math::
@@ -77,6 +78,10 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
             iterations; :mod:`otcls.ot.fixed_point`). Applied only where it cannot change a gradient:
             ``tol`` set, no unrolled graph recorded (``grad`` implicit or detach, autograd off, or no
             input requiring grad), and every ``a_i, b_j > 0``. ``False``: plain Sinkhorn steps.
+        fused: balanced problems in the scaling domain: ``None`` solves batches of small CPU problems
+            that build no autograd graph with the fused C loop (:mod:`otcls.ot.fused`: one problem per
+            thread, held in the core's cache, checked at every iteration; the same algorithm and fixed
+            point), ``False`` always with PyTorch operations, ``True`` raises where the fused loop cannot run.
 
     Returns:
         :class:`OTResult` (plan, potentials ``f``, ``g``, ``n_iter``, ``error``, ``converged``, ``errors``).
@@ -100,6 +105,8 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     options = dict(tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad)
     if kind == "balanced":
         options["overrelax"] = overrelax
+    if fused is not None and kind != "balanced":
+        raise ValueError(f"fused applies to balanced problems (b given); this one is {kind}")
     if method == "auto" and kind != "semi_relaxed":
         scaling, log = AUTO_METHODS[kind]
         safe = scaling_safe(problem)
@@ -107,13 +114,25 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         groups = [(name, idx) for name, idx in groups if len(idx)]
     else:
         groups = [(AUTO_METHODS[kind][0] if method == "auto" else method, None)]
-    size = int(chunk_size) if chunk_size is not None else auto_chunk_size(n, m, problem.cost.dtype,
-                                                                            problem.cost.device)
+    scaling_only = len(groups) == 1 and groups[0][0] == "sinkhorn"
+    if fused is not None and not scaling_only:
+        raise ValueError("fused applies to the scaling-domain solver: use method='sinkhorn' (or 'auto' where every "
+                         "problem of the batch is in its safe range)")
+    if scaling_only and fused is not False and fused_loop.eligible(problem, grad):
+        fused = True
+    if chunk_size is not None:
+        size = int(chunk_size)
+    elif fused:
+        size = B  # one problem per thread at a time: chunks would only add calls
+    else:
+        size = auto_chunk_size(n, m, problem.cost.dtype, problem.cost.device)
 
     def run(name: str, part: LinearProblem, beta: torch.Tensor, out=None, scratch=None) -> OTResult:
         """Solve ``part``; with ``out`` (no autograd graph), its plan ends up in ``out``, and ``scratch`` (the
         transposed shape) holds its ``Kᵀ`` meanwhile."""
-        kw = dict(options, out=out, scratch=scratch) if out is not None and name in IN_PLACE else options
+        kw = dict(options, out=out, scratch=scratch) if out is not None and name in IN_PLACE else dict(options)
+        if name == "sinkhorn" and fused is not None:
+            kw["fused"] = fused
         if method != "auto" or name != AUTO_METHODS[kind][0]:
             result = SOLVERS[kind][name](part, beta0=beta, **kw)
         else:
