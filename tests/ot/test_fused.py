@@ -162,6 +162,8 @@ def test_where_it_cannot_run_it_says_why():
         solve(C.requires_grad_(True), a, b, eps=0.5, method="sinkhorn", grad="implicit", fused=True)
     with pytest.raises(ValueError, match="balanced"):
         solve(C.detach(), a, eps=0.5, upper=torch.full((2, 10), 0.2, dtype=torch.float64), fused=True)
+    # fused=False is always allowed, also where it changes nothing
+    assert solve(C.detach(), a, b, eps=0.5, method="sinkhorn_log", fused=False).method == "sinkhorn_log"
     # zero marginals and graphs take the PyTorch path by default, with the same answer as POT
     res = solve(C.detach(), a0, b, eps=0.5, tol=1e-11, grad="detach")
     ref = pot.sinkhorn(a0[0].numpy(), b[0].numpy(), C[0].detach().numpy(), 0.5, stopThr=1e-13, numItermax=100000)

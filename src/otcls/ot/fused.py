@@ -35,7 +35,8 @@ PAD = 16
 
 class _Job(ctypes.Structure):
     """``struct job`` of src/otcls/ot/native/fused_sinkhorn.c."""
-    _fields_ = [(name, ctypes.c_int) for name in ("B", "n", "m", "max_iter", "check_every", "relax", "history_rows")] + \
+    _fields_ = [(name, ctypes.c_int)
+                for name in ("B", "n", "m", "max_iter", "check_every", "relax", "history_rows")] + \
                [("tol", ctypes.c_double)] + \
                [(name, ctypes.c_void_p) for name in ("cost", "log_prior", "eps", "a", "b",
                                                      "beta", "alpha", "plan", "error", "history")] + \
@@ -130,7 +131,8 @@ def sinkhorn_fused(p: LinearProblem, *, tol: Optional[float], max_iter: int, che
     history = torch.empty(rows, B, dtype=dtype)
     n_iter = torch.empty(B, dtype=torch.int32)
     job = _Job(B=B, n=n, m=m, max_iter=int(max_iter), check_every=int(check_every),
-               relax=int(bool(overrelax) and tol is not None), history_rows=rows, tol=-1.0 if tol is None else float(tol),
+               relax=int(bool(overrelax) and tol is not None), history_rows=rows,
+               tol=-1.0 if tol is None else float(tol),
                cost=cost.data_ptr(), log_prior=None if log_prior is None else log_prior.data_ptr(),
                eps=eps.data_ptr(), a=a.data_ptr(), b=b.data_ptr(), beta=beta.data_ptr(), alpha=alpha.data_ptr(),
                plan=plan.data_ptr(), error=error.data_ptr(), history=history.data_ptr(),

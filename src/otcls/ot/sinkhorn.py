@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 
 from . import buffers
-from . import fused as _fused
+from . import fused as fused_loop
 from ._common import log_marginals, make_result
 from ._lse import col_lse, l1_violation, row_lse
 from .fixed_point import solve_fixed_point, warn_if_not_converged
@@ -267,15 +267,15 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
     ``True`` raises where it cannot.
     """
     if fused is None:
-        fused = _fused.eligible(p, grad)
-    elif fused and not _fused.eligible(p, grad):
+        fused = fused_loop.eligible(p, grad)
+    elif fused and not fused_loop.eligible(p, grad):
         raise ValueError("fused=True: the fused loop needs the C extension (otcls.ot.fused.available()), a CPU "
                          "float32/float64 problem without autograd graph, every a_i, b_j > 0 and a kernel of at "
-                         f"most {_fused.CACHE_BYTES} bytes with its transpose; pass fused=None to fall back")
+                         f"most {fused_loop.CACHE_BYTES} bytes with its transpose; pass fused=None to fall back")
     if fused:
-        alpha, beta, plan, trace = _fused.sinkhorn_fused(p, tol=tol, max_iter=max_iter, check_every=check_every,
-                                                         beta0=p.initial_beta() if beta0 is None else beta0,
-                                                         overrelax=overrelax, out=out)
+        alpha, beta, plan, trace = fused_loop.sinkhorn_fused(
+            p, tol=tol, max_iter=max_iter, check_every=check_every,
+            beta0=p.initial_beta() if beta0 is None else beta0, overrelax=overrelax, out=out)
         _raise_if_out_of_range(trace, tol, max_iter)
         return make_result(p, None, alpha, beta, trace, "sinkhorn", plan=plan)
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
@@ -313,4 +313,3 @@ def _raise_if_out_of_range(trace, tol, max_iter) -> None:
     if not bool(torch.isfinite(trace.error).all()):
         raise FloatingPointError("scaling-domain Sinkhorn produced inf/NaN (eps too small for exp(-C/eps)); "
                                  "use method='sinkhorn_log' or 'auto'")
-

@@ -105,8 +105,8 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     options = dict(tol=tol, max_iter=int(max_iter), check_every=int(check_every), grad=grad)
     if kind == "balanced":
         options["overrelax"] = overrelax
-    if fused is not None and kind != "balanced":
-        raise ValueError(f"fused applies to balanced problems (b given); this one is {kind}")
+    if fused and kind != "balanced":
+        raise ValueError(f"fused=True applies to balanced problems (b given); this one is {kind}")
     if method == "auto" and kind != "semi_relaxed":
         scaling, log = AUTO_METHODS[kind]
         safe = scaling_safe(problem)
@@ -115,9 +115,9 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     else:
         groups = [(AUTO_METHODS[kind][0] if method == "auto" else method, None)]
     scaling_only = len(groups) == 1 and groups[0][0] == "sinkhorn"
-    if fused is not None and not scaling_only:
-        raise ValueError("fused applies to the scaling-domain solver: use method='sinkhorn' (or 'auto' where every "
-                         "problem of the batch is in its safe range)")
+    if fused and not scaling_only:
+        raise ValueError("fused=True applies to the scaling-domain solver: use method='sinkhorn' (or 'auto' where "
+                         "every problem of the batch is in its safe range)")
     if scaling_only and fused is not False and fused_loop.eligible(problem, grad):
         fused = True
     if chunk_size is not None:

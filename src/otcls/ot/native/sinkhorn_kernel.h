@@ -1,6 +1,6 @@
 /* One balanced (RE-)OT problem by scaling-domain Sinkhorn with over-relaxation, fused and cache-resident.
  *
- * Included twice by fused_sinkhorn.c, with REAL = float and REAL = double (SUFFIX, EXP, LOG, FABS, SQRT set to
+ * Included twice by fused_sinkhorn.c, with REAL = float and REAL = double (SUFFIX, EXP, LOG, FABS set to
  * match). The kernel and its transpose live in a per-thread work buffer (padded to PAD entries per row) that
  * stays in the core's cache for all of the problem's iterations; each iteration reads both once:
  *     s = K v        as a sum of rows of Kᵀ scaled by v_j       (no horizontal reductions),
@@ -13,7 +13,8 @@
 #define NAME2(a, b) a##_##b
 #define NAME(a, b) NAME2(a, b)
 
-/* Returns the number of updates applied; writes the error of the returned iterate to *err_out. */
+/* Solves problem p of the batch; returns the number of updates applied, writes the error of the returned
+   iterate to jb->error[p]. */
 CLONES
 static int NAME(solve_one, SUFFIX)(const struct job *jb, int p, REAL *restrict work) {
   const int n = jb->n, m = jb->m, mp = padded(m), np_ = padded(n);
