@@ -78,9 +78,11 @@ class ScalingKernel:
         return alpha, plan
 
 
-def row_shifted_kernel(p: LinearProblem, out: Optional[torch.Tensor] = None):
-    """``(K, shift)``: ``K = exp(log K - shift)`` with ``shift_i = max_j log K_ij`` (0 for an empty row); in
-    ``out`` (or a fresh buffer) when no autograd graph is built."""
+def row_shifted_kernel(p: LinearProblem, out: Optional[torch.Tensor] = None,
+                       offset: Optional[torch.Tensor] = None):
+    """``(K, shift)``: ``K = exp(log K - shift + offset)`` with ``shift_i = max_j log K_ij`` (0 for an empty row)
+    and an optional per-row ``offset`` ``(B, n)`` folded into the same pass; in ``out`` (or a fresh buffer)
+    when no autograd graph is built."""
     eps = p.eps[:, :, None]
     if p.prior is not None:
         log_k = p.log_kernel
@@ -88,11 +90,13 @@ def row_shifted_kernel(p: LinearProblem, out: Optional[torch.Tensor] = None):
         shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
         if out is None and not (torch.is_grad_enabled() and log_k.requires_grad):
             out = buffers.empty_like(log_k)
-        return torch.exp(log_k - shift[:, :, None], out=out), shift
+        bias = -shift if offset is None else offset - shift
+        return torch.exp(log_k + bias[:, :, None], out=out), shift
     row_min = p.row_extremes()[0][:, :, None]
     shift = -(row_min / eps)[:, :, 0]
+    bias = -shift if offset is None else offset - shift
     if torch.is_grad_enabled() and (p.cost.requires_grad or p.eps.requires_grad):
-        return torch.exp((row_min - p.cost) / eps), shift
-    # in place, in two passes: (min_j C_ij - C_ij) / eps = -shift_i - C_ij / eps, then exp
+        return torch.exp(bias[:, :, None] - p.cost / eps), shift
+    # in place, in two passes: (min_j C_ij - C_ij) / eps + offset_i = bias_i - C_ij / eps, then exp
     out = buffers.empty_like(p.cost) if out is None else out
-    return torch.addcmul(-shift[:, :, None], p.cost, (-1.0 / eps), out=out).exp_(), shift
+    return torch.addcmul(bias[:, :, None], p.cost, (-1.0 / eps), out=out).exp_(), shift

@@ -32,7 +32,7 @@ from .fixed_point import solve_fixed_point, warn_if_not_converged
 from .problem import LinearProblem
 from .products import Products
 from .result import OTResult
-from .scaling import ScalingKernel
+from .scaling import ScalingKernel, row_shifted_kernel
 
 
 class _AbsorbedStep:
@@ -79,13 +79,11 @@ class _AbsorbedStep:
             self.alpha_abs = self.log_a - row_lse(self.log_k, beta)
             self.kernel = torch.exp(self.log_k + self.alpha_abs[:, :, None] + beta[:, None, :])
         elif self._log_k is None and self.p.prior is None and not bool(beta.any()):
-            # the first absorption, from beta = 0: row i of z = -C / eps peaks at -min_j C_ij / eps (the problem's
-            # row extremes), so K~ = a_i e^((min_j C_ij - C_ij) / eps) in two passes over the matrix, no
-            # reductions; its rows peak at a_i and sum to a_i times [1, m], so u starts in [1/m, 1]
-            inv = 1.0 / self.p.eps
-            self.alpha_abs = self.log_a + self.p.row_extremes()[0] * inv
-            self.kernel = torch.addcmul(self.alpha_abs[:, :, None], self.p.cost, -inv[:, :, None],
-                                        out=buffers.empty_like(self.p.cost)).exp_()
+            # the first absorption, from beta = 0: the scaling solvers' row-shifted kernel times a_i (the shift
+            # comes from the problem's row extremes), K~ = a_i e^((min_j C_ij - C_ij) / eps), in two passes over
+            # the matrix, no reductions; its rows peak at a_i and sum to a_i times [1, m], so u starts in [1/m, 1]
+            self.kernel, shift = row_shifted_kernel(self.p, offset=self.log_a)
+            self.alpha_abs = self.log_a - shift
         else:
             # the same in one buffer: K~ = e^(z - max z) * a / sum e^(z - max z) with z = log K + beta
             # (z straight from the cost when log K is not formed: one pass, one buffer fewer)
