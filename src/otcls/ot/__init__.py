@@ -11,7 +11,7 @@ from .domain import kernel_log_range, scaling_safe
 from .prior import ProximalPointResult, deblur_prior, proximal_point, scale_prior
 from .problem import LinearProblem
 from .projection import barycentric_projection, class_barycenters
-from .result import OTConvergenceWarning, OTResult
+from .result import OTConvergenceWarning, OTNumericalError, OTResult
 from .semi_relaxed import semi_relaxed
 from .sinkhorn import sinkhorn, sinkhorn_log
 from .solve import SOLVERS, solve
@@ -19,7 +19,7 @@ from .solve import SOLVERS, solve
 __all__ = [
     "BarycenterResult", "ProximalPointResult", "barycenter", "barycentric_projection", "class_barycenters",
     "deblur_prior", "proximal_point", "scale_prior",
-    "LinearProblem", "OTConvergenceWarning", "OTResult", "SOLVERS", "dbot_ascent", "dbot_ascent_scaling", "dbot_cyclic",
+    "LinearProblem", "OTConvergenceWarning", "OTNumericalError", "OTResult", "SOLVERS", "dbot_ascent", "dbot_ascent_scaling", "dbot_cyclic",
     "dbot_dykstra", "dbot_three_scaling", "kernel_log_range", "scaling_safe", "semi_relaxed", "sinkhorn",
     "sinkhorn_log", "solve",
 ]

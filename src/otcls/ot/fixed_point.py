@@ -32,7 +32,7 @@ from typing import Callable, List, Optional, Protocol
 import numpy as np
 import torch
 
-from .result import OTConvergenceWarning
+from .result import OTConvergenceWarning, OTNumericalError
 
 Step = Callable[[torch.Tensor], torch.Tensor]
 RelaxedStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -105,6 +105,7 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
     next_check = first
     it = 0
     omega = last_step = None
+    replayed = None  # the iteration a careful replay last restarted from (each stretch is replayed once)
     while it < max_iter:
         it += 1
         if omega is not None:
@@ -124,6 +125,14 @@ def iterate(step: Step, z0: torch.Tensor, error: Callable[[torch.Tensor], torch.
         parts = [x for x in (err, None if omega is None else omega[:, 0], probe) if x is not None]
         host = torch.cat([x.reshape(-1).to(torch.float64) for x in parts]).cpu().numpy() if parts else None
         if guard is not None and not guard.settle(host[len(host) - probe.numel():].tolist()):
+            if replayed == saved[0]:
+                # the careful replay (exact log-sum-exp steps) left the range too: a second one would
+                # repeat it, so stop here rather than loop past max_iter
+                raise OTNumericalError(
+                    f"the iterates leave the range of {z.dtype} even with exact log-sum-exp steps (after "
+                    f"{it} of max_iter={max_iter} iterations): exp(-C/eps) is not representable here; "
+                    "raise eps, scale the cost down, or use float64")
+            replayed = saved[0]
             it, z = saved
             if it < RELAX_START:
                 omega = last_step = None

@@ -11,6 +11,8 @@ from typing import Optional, Tuple, Union
 
 import torch
 
+from .result import OTNumericalError
+
 Scalar = Union[float, int, torch.Tensor]
 
 
@@ -134,12 +136,18 @@ class LinearProblem:
         if not all(math.isfinite(v) for v in torch.stack([rows[0].min(), rows[1].max()]).tolist()):
             raise ValueError("cost contains NaN or inf; costs must be finite (mask entries with a zero prior instead)")
 
+        if isinstance(eps, torch.Tensor) and not eps.is_floating_point():
+            eps = eps.to(cost.dtype)
+        if eps is None or isinstance(eps, (str, bytes, bool)):
+            raise ValueError(f"eps must be a positive number or a (B,) tensor, got {type(eps).__name__} {eps!r}")
         eps_t = _as_tensor(eps, cost)
         if eps_t.dim() > 1 or (eps_t.dim() == 1 and eps_t.shape[0] not in (1, B)):
             raise ValueError(f"eps must be a scalar or a ({B},) tensor, got shape {tuple(eps_t.shape)}")
         if not torch.isfinite(eps_t).all() or (eps_t <= 0).any():
             raise ValueError(f"eps must be finite and > 0, got {eps_t.detach().cpu().tolist()}")
         eps_t = eps_t.reshape(-1, 1).expand(B, 1)
+        _check_eps_resolvable(cost.dtype, eps, eps_t, rows, solved=b is not None or lower is not None
+                              or upper is not None)
 
         a = _vector("a", a, B, n, cost)
         _check_finite_nonneg("a", a)
@@ -181,6 +189,35 @@ class LinearProblem:
                     raise ValueError("prior Q has an all-zero column where b > 0: that column cannot be filled")
         return cls(cost=cost, a=a, eps=eps_t, b=b, prior=prior, lower=lower, upper=upper, batched=batched,
                    cost_rows=rows)
+
+
+# Largest |C|/eps times the dtype's relative precision that an iterative solve accepts: the exponent -C/eps
+# of the Gibbs kernel is then known to within 1, i.e. each kernel entry to within a factor e (beyond it the
+# rounding of -C/eps alone decides the plan: rows and columns off by tens of percent, or inf entries).
+RESOLVABLE = 1.0
+
+
+def _check_eps_resolvable(dtype: torch.dtype, eps, eps_t: torch.Tensor, rows, solved: bool) -> None:
+    """Refuse an ``eps`` that ``dtype`` cannot represent (subnormal: ``1/eps`` overflows or loses its digits)
+    and, for the iterative problems (``solved``: balanced or DB-OT), one for which ``max |C| / eps`` is beyond
+    the dtype's precision (:data:`RESOLVABLE`). ``O(B n)``: it reads the cost's row extremes."""
+    info = torch.finfo(dtype)
+    small = float(eps_t.detach().min())
+    if small < info.tiny:
+        raise OTNumericalError(f"eps = {small:.3g} is below the smallest normal {dtype} ({info.tiny:.3g}): -C/eps cannot "
+                         f"be formed; raise eps{'' if dtype == torch.float64 else ', or use float64'}")
+    if not solved:
+        return  # the closed form softmax((min_j C_ij - C_ij) / eps) is exact at any eps
+    c_max = torch.maximum(rows[0].abs(), rows[1].abs()).amax(-1)  # (B,)
+    resolution = (c_max / eps_t[:, 0].detach()) * info.eps
+    worst = float(resolution.max())
+    if not worst <= RESOLVABLE:
+        k = int(resolution.argmax())
+        hint = ("raise eps, subtract each row's smallest cost from the cost (the plan is unchanged)"
+                + ("" if dtype == torch.float64 else ", or use float64"))
+        raise OTNumericalError(f"max|C|/eps = {float(c_max[k]):.3g}/{float(eps_t[k, 0]):.3g} (problem {k} of the batch) "
+                         f"exceeds what {dtype} resolves ({RESOLVABLE / info.eps:.3g}): the kernel exp(-C/eps) is "
+                         f"rounded beyond recovery and the plan would miss its marginals; {hint}")
 
 
 def _check_bounds(a, lower, upper, rtol) -> None:

@@ -11,6 +11,12 @@ class OTConvergenceWarning(UserWarning):
     """A solver stopped at ``max_iter`` before its marginal/bound violation fell below ``tol``."""
 
 
+class OTNumericalError(ValueError, FloatingPointError):
+    """The problem is beyond the dtype's range or precision (e.g. ``|C| / eps`` too large): the solver stops
+    rather than return a plan with inf entries or missed marginals. A ``ValueError`` (of the inputs) and a
+    ``FloatingPointError`` (what the scaling-domain solvers raise when they leave their range)."""
+
+
 @dataclass
 class OTResult:
     """Result of an OT solve. Batched inputs give batched fields; unbatched inputs unbatched ones.

@@ -11,19 +11,27 @@ import torch
 
 from ._common import log_marginals, make_result
 from .fixed_point import Trace
-from .problem import LinearProblem
+from .problem import LinearProblem, _safe_log
 from .result import OTResult
 
 
 def semi_relaxed(p: LinearProblem, *, grad: str = "autodiff", **_ignored) -> OTResult:
-    """Closed form; ``n_iter = 0``, ``error = 0``, ``converged = True``."""
+    """Closed form; ``n_iter = 0``, ``error = 0``, ``converged = True``.
+
+    The exponent is taken relative to each row's smallest cost, ``(min_j C_ij - C_ij) / eps`` (the shift
+    cancels in the softmax and is added back to ``f`` exactly), so rows sum to ``a_i`` at any ``eps``: the
+    unshifted ``-C/eps`` would lose every digit to rounding once ``|C| / eps`` nears ``1 / dtype eps``."""
     with torch.set_grad_enabled(torch.is_grad_enabled() and grad != "detach"):
-        log_k = p.log_kernel
+        row_min = p.row_extremes()[0]  # detached: a shift the result does not depend on
+        z = (row_min[:, :, None] - p.cost) / p.eps[:, :, None]
+        if p.prior is not None:
+            z = z + _safe_log(p.prior)
         log_a, _, _, _ = log_marginals(p)
-        alpha = log_a - torch.logsumexp(log_k, dim=-1)
+        plan = torch.softmax(z, dim=-1) * p.a[:, :, None]
+        alpha = log_a - torch.logsumexp(z, dim=-1) + row_min / p.eps
         beta = torch.zeros(p.cost.shape[0], p.cost.shape[-1], dtype=p.cost.dtype, device=p.cost.device)
         B = p.cost.shape[0]
         zero = torch.zeros(B, dtype=p.cost.dtype, device=p.cost.device)
         trace = Trace(z=beta, n_iter=torch.zeros(B, dtype=torch.long, device=p.cost.device), error=zero,
                       converged=torch.ones(B, dtype=torch.bool, device=p.cost.device), errors=zero[None])
-        return make_result(p, log_k, alpha, beta, trace, "semi_relaxed")
+        return make_result(p, None, alpha, beta, trace, "semi_relaxed", plan=plan)

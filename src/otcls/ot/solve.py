@@ -14,7 +14,7 @@ from .domain import scaling_safe
 from . import fused as fused_loop
 from .fixed_point import check_options
 from .problem import LinearProblem
-from .result import OTResult
+from .result import OTNumericalError, OTResult
 from .semi_relaxed import semi_relaxed
 from .sinkhorn import sinkhorn, sinkhorn_log
 
@@ -89,6 +89,9 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
     Raises:
         ValueError: shapes that do not match, negative or non-finite inputs, ``eps <= 0``,
             unequal masses for balanced OT, infeasible bounds, unknown method.
+        OTNumericalError: (a ``ValueError``) ``eps`` below the dtype's smallest normal number, ``max|C| / eps``
+            beyond the dtype's precision (balanced and DB-OT), or a solve that ended with inf/NaN entries or
+            rows off their marginal: raise ``eps``, scale the cost down, or use float64.
     """
     check_options(tol, max_iter, check_every, grad)
     if chunk_size is not None and int(chunk_size) < 1:
@@ -162,7 +165,37 @@ def solve(cost, a, b=None, *, eps, prior=None, lower=None, upper=None, method: s
         result = concat(parts, torch.cat(order), problem)
     if tol is not None and problem.prior is not None and problem.b is not None:
         _raise_if_prior_support_infeasible(problem, result)
+    if not bool(result.converged.all()):
+        _raise_if_plan_broken(problem, result, tol)
     return result
+
+
+ROW_RTOL = 1e-2  # a row sum off by more than this fraction of the mass is rounding gone wrong, not slow progress
+
+
+def _raise_if_plan_broken(problem: LinearProblem, result: OTResult, tol: Optional[float]) -> None:
+    """After a solve that did not converge: raise if its plan has inf/NaN entries or misses the row marginal,
+    which every solver enforces by its last update (so only a loss of precision moves it). A plan that is just
+    not converged yet passes (with its :class:`OTConvergenceWarning`). Runs on failure only: converged solves
+    pay nothing."""
+    plan = result.plan.detach()
+    plan = plan if plan.dim() == 3 else plan.unsqueeze(0)
+    rows = plan.sum(-1)
+    a = problem.a.detach()
+    row_err = (rows - a).abs().sum(-1) / a.sum(-1)
+    finite = torch.isfinite(row_err)
+    if bool(finite.all()) and float(row_err.max()) <= ROW_RTOL and tol is not None:
+        return
+    if bool(finite.all()) and tol is None:
+        return  # a fixed-iteration run (tol=None) whose error is NaN but whose plan is finite: as before
+    k = int(torch.nonzero(~finite | (row_err > ROW_RTOL)).flatten()[0])
+    what = "inf/NaN entries" if not bool(finite[k]) else f"row sums off by {float(row_err[k]):.1%} of the mass"
+    dtype = problem.cost.dtype
+    raise OTNumericalError(
+        f"{result.method}: the plan of problem {k} of the batch has {what}: |C|/eps is too large for {dtype} "
+        f"(max|C| = {float(problem.cost[k].detach().abs().amax()):.3g}, eps = {float(problem.eps[k, 0]):.3g}); "
+        "raise eps, subtract each row's smallest cost from the cost (the plan is unchanged)"
+        + ("" if dtype == torch.float64 else ", or use float64"))
 
 
 def _scaling_or_log(kind: str, name: str, part: LinearProblem, beta: torch.Tensor, kw: dict,

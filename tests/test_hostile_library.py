@@ -1,0 +1,141 @@
+"""Hostile but fair inputs to the library entry points: each either gives the right answer (checked against an
+independent reference) or a clear error naming what was wrong and what to do."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import softmax
+
+from otcls.ot import OTConvergenceWarning, OTNumericalError, OTResult, solve
+from otcls.ot.fixed_point import iterate
+from otcls.ot.problem import LinearProblem
+from otcls.ot.sinkhorn import sinkhorn_log
+from otcls.ot.solve import _raise_if_plan_broken
+
+torch.manual_seed(0)
+C = torch.rand(8, 5)
+A = torch.full((8,), 1 / 8)
+B = torch.full((5,), 1 / 5)
+
+
+# ---------------------------------------------------------------- solver: eps and |C|/eps beyond the dtype
+
+@pytest.mark.parametrize("dtype,eps", [(torch.float32, 1e-45), (torch.float64, 1e-320)])
+def test_subnormal_eps_refused_up_front(dtype, eps):
+    for kw in (dict(b=B.to(dtype)), dict(lower=0.8 * B.to(dtype), upper=1.2 * B.to(dtype)), {}):
+        with pytest.raises(OTNumericalError, match="below the smallest normal"):
+            solve(C.to(dtype), A.to(dtype), eps=eps, max_iter=10, **kw)
+
+
+@pytest.mark.parametrize("scale,eps,kw", [
+    (1e10, 0.5, dict(lower=0.8 * B, upper=1.2 * B)),   # DB-OT: the plan summed to 1.96
+    (1e30, 0.5, dict(b=B)),                             # balanced: inf entries
+    (1.0, 1e-10, dict(b=B)),                            # balanced: inf entries
+])
+def test_unresolvable_cost_over_eps_refused(scale, eps, kw):
+    with pytest.raises(OTNumericalError, match=r"exceeds what torch.float32 resolves.*use float64"):
+        solve(C * scale, A, eps=eps, **kw)
+
+
+def test_numerical_error_is_a_value_error():
+    # callers that catch bad input (ValueError) or the scaling solvers' range errors catch it too
+    assert issubclass(OTNumericalError, ValueError) and issubclass(OTNumericalError, FloatingPointError)
+
+
+def test_resolvable_float64_is_not_refused():
+    # the |C|/eps that float32 refuses is within float64's precision: the problem is built, not refused
+    with pytest.raises(OTNumericalError):
+        LinearProblem.build(C * 1e10, A, B, eps=0.5)
+    p = LinearProblem.build((C * 1e10).double(), A.double(), B.double(), eps=0.5)
+    assert p.kind == "balanced"
+
+
+class _AlwaysOutOfRange:
+    """A guard whose steps always leave the range: the careful replay cannot help."""
+    careful = False
+
+    def probe(self, z, err):
+        return torch.ones(1)
+
+    def settle(self, values):
+        self.careful = True
+        return False
+
+
+def test_iterate_stops_when_the_careful_replay_fails_too():
+    calls = []
+
+    def step(z):
+        calls.append(1)
+        return z + 1
+
+    with pytest.raises(OTNumericalError, match="max_iter=10"):
+        iterate(step, torch.zeros(1, 3), lambda z: z.sum(-1), tol=1e-6, max_iter=10, check_every=5,
+                guard=_AlwaysOutOfRange())
+    assert len(calls) <= 2 * 10  # one replay of one stretch, never an endless loop
+
+
+def test_log_domain_sinkhorn_bounded_even_past_the_entry_check():
+    # a problem built without LinearProblem.build's checks: eps = 1e-45 makes -C/eps -inf; max_iter bounds it
+    p = LinearProblem(cost=C[None], a=A[None], b=B[None], eps=torch.full((1, 1), 1e-45))
+    with pytest.raises(OTNumericalError, match="leave the range"):
+        sinkhorn_log(p, beta0=torch.zeros(1, 5), tol=1e-6, max_iter=10, check_every=10, grad="detach")
+
+
+# ---------------------------------------------------------------- solver: semi-relaxed at tiny eps
+
+@pytest.mark.parametrize("eps", [1e-2, 1e-6, 1e-8])
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_semi_relaxed_rows_exact_at_any_eps(eps, with_prior):
+    g = torch.Generator().manual_seed(1)
+    cost = torch.rand(64, 10, generator=g) * 20
+    a = torch.full((64,), 1 / 64)
+    prior = torch.rand(64, 10, generator=g) + 0.1 if with_prior else None
+    r = solve(cost, a, eps=eps, prior=prior)
+    z = -cost.double().numpy() / eps + (0 if prior is None else np.log(prior.double().numpy()))
+    ref = softmax(z, axis=1) / 64  # float64 closed form (scipy shifts by the row max)
+    assert torch.isfinite(r.plan).all()
+    assert torch.allclose(r.plan.sum(1), a, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(r.plan.double().numpy(), ref, atol=1e-6)
+    # the potential f_i = eps * log(a_i / sum_j Q_ij exp(-C_ij / eps)) in float64
+    f_ref = eps * (np.log(1 / 64) - np.logaddexp.reduce(z, axis=1))
+    np.testing.assert_allclose(r.f.double().numpy(), f_ref, rtol=1e-5, atol=1e-6 * 20)
+
+
+def test_semi_relaxed_gradient_unchanged_by_the_shift():
+    cost = torch.rand(6, 4, dtype=torch.float64, requires_grad=True)
+    a = torch.full((6,), 1 / 6, dtype=torch.float64)
+    r = solve(cost, a, eps=0.3)
+    (r.plan * torch.arange(4.0, dtype=torch.float64)).sum().backward()
+    ref_cost = cost.detach().clone().requires_grad_(True)
+    plan = torch.softmax(-ref_cost / 0.3, dim=1) * a[:, None]
+    (plan * torch.arange(4.0, dtype=torch.float64)).sum().backward()
+    assert torch.allclose(cost.grad, ref_cost.grad, atol=1e-12)
+
+
+# ---------------------------------------------------------------- solver: broken plans after failed solves
+
+def _result(plan, converged=False):
+    one = torch.ones(1)
+    return OTResult(plan=plan, f=torch.zeros(1, plan.shape[-2]), g=torch.zeros(1, plan.shape[-1]),
+                    n_iter=one.long(), error=one, converged=torch.tensor([converged]), errors=one[None],
+                    method="test", cost=torch.zeros_like(plan))
+
+
+def test_broken_plan_raises_naming_the_fault():
+    p = LinearProblem.build(C, A, B, eps=0.5)
+    inf_plan = (A[:, None] * B[None, :])[None].clone()
+    inf_plan[0, 2, 3] = float("inf")
+    with pytest.raises(OTNumericalError, match="inf/NaN entries.*raise eps"):
+        _raise_if_plan_broken(p, _result(inf_plan), tol=1e-6)
+    off = (A[:, None] * B[None, :])[None] * 1.96
+    with pytest.raises(OTNumericalError, match="row sums off by 96.0% of the mass"):
+        _raise_if_plan_broken(p, _result(off), tol=1e-6)
+
+
+def test_slow_but_sound_plan_only_warns():
+    # rows met, columns not yet: a convergence warning, no error (more iterations would help)
+    with pytest.warns(OTConvergenceWarning, match="did not converge"):
+        r = solve(C * 1e4, A, B, eps=0.5, max_iter=50)
+    assert torch.allclose(r.plan.sum(1), A, rtol=1e-3)
