@@ -7,6 +7,7 @@ the same ``seed`` sees the same images.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import lightning as L
@@ -14,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from otcls.data.batch_augment import BatchAugment
+from otcls.data.transforms import small_image_eval, small_image_train
 from otcls.data.longtail import (PRIOR_VARIANTS, class_counts, holdout_per_class, longtail_counts, shot_groups,
                                   stratified_split, subsample_per_class, prior_variant_indices)
 
@@ -77,6 +80,47 @@ class TensorSubset(Dataset):
         return batch
 
 
+@dataclass
+class IndexBatch:
+    """A training batch of the ``pipeline: device`` path: positions into the training images held on the
+    device, and their labels. Lightning moves it to the device; the DataModule's ``on_after_batch_transfer``
+    turns it into ``(augmented images, labels)`` there."""
+
+    index: torch.Tensor
+    target: torch.Tensor
+
+
+class IndexSubset(Dataset):
+    """The training split of ``pipeline: device``: a batch of sampler positions is served as one
+    :class:`IndexBatch` (the images stay on the device; only ``B`` positions and labels are loaded)."""
+
+    def __init__(self, targets: Sequence[int], indices: Sequence[int]) -> None:
+        self.y = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+        self.indices = np.asarray(indices, dtype=np.int64)  # positions in the base dataset (for inspection)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, k: int) -> IndexBatch:
+        return self.__getitems__([k])
+
+    def __getitems__(self, ks: List[int]) -> IndexBatch:
+        pos = torch.as_tensor(ks, dtype=torch.long)
+        return IndexBatch(pos, self.y[pos])
+
+    @staticmethod
+    def collate_fn(batch: IndexBatch) -> IndexBatch:
+        return batch
+
+
+def channels_first(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N, H, W)`` or ``(N, H, W, C)`` -> contiguous ``(N, C, H, W)``."""
+    return (images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)).contiguous()
+
+
+PIPELINES = ("workers", "device")
+
+
 class LongTailDataModule(L.LightningDataModule):
     """Long-tailed train set, stratified validation split, and balanced/LT/reverse-LT test sets.
 
@@ -101,16 +145,33 @@ class LongTailDataModule(L.LightningDataModule):
         shot_many / shot_few: shot groups: many > ``shot_many`` training images, few < ``shot_few``, medium
             between (100 / 20, the usual CIFAR-100 / ImageNet-LT groups; the papers' CIFAR-10 groups, many
             > 100 and few ≤ 100, are ``shot_few: 101``).
+        pipeline: ``workers``: per-image PIL transforms in ``num_workers`` DataLoader workers; ``device`` (datasets
+            held in memory: CIFAR, Fashion-MNIST): the long-tailed training images are held once as a uint8
+            tensor on the training device and each batch is augmented there by :class:`BatchAugment` (same
+            transforms, drawn per sample; no workers). Evaluation splits of in-memory datasets are served as
+            normalised tensors on either path.
+
+    A subclass whose images fit in memory returns them from :meth:`memory_arrays` and sets ``image_size``,
+    ``crop_padding``, ``mean`` and ``std``; the train / eval transforms then follow from those.
     """
 
     num_classes: int = 0
+    image_size: int = 0
+    crop_padding: int = 0
+    mean: Tuple[float, ...] = ()
+    std: Tuple[float, ...] = ()
 
     def __init__(self, root: str, imbalance_factor: Optional[float] = 100.0, n_max: Optional[int] = None,
                  val_fraction: float = 0.1, val_per_class: Optional[int] = None, batch_size: int = 128, eval_batch_size: Optional[int] = None,
                  num_workers: int = 0, seed: int = 0, augment: str = "standard",
                  test_imbalance_factor: Optional[float] = None, max_test_per_class: Optional[int] = None,
-                 shot_many: int = 100, shot_few: int = 20) -> None:
+                 shot_many: int = 100, shot_few: int = 20, pipeline: str = "workers") -> None:
         super().__init__()
+        if pipeline not in PIPELINES:
+            raise ValueError(f"pipeline must be one of {PIPELINES}, got '{pipeline}'")
+        if pipeline == "device" and type(self).memory_arrays is LongTailDataModule.memory_arrays:
+            raise ValueError(f"pipeline: device needs a dataset held in memory (CIFAR, Fashion-MNIST); "
+                             f"{type(self).__name__} reads images from files: use pipeline: workers")
         if augment not in self.augmentations():
             raise ValueError(f"augment must be one of {self.augmentations()}, got '{augment}'")
         if val_per_class is not None and val_per_class < 1:
@@ -129,6 +190,11 @@ class LongTailDataModule(L.LightningDataModule):
         if shot_few > shot_many + 1:
             raise ValueError(f"shot_few ({shot_few}) must be <= shot_many + 1 ({shot_many + 1})")
         self.shot_many, self.shot_few = shot_many, shot_few
+        self.pipeline = pipeline
+        self._train_images: Optional[torch.Tensor] = None  # pipeline: device, uint8 (N, C, H, W), host copy
+        self._device_images: Optional[torch.Tensor] = None  # ... and its copy on the training device
+        self._augment_rng: Optional[Tuple[Tuple[int, int, int], torch.Generator]] = None
+        self._augmenter: Optional[BatchAugment] = None
         self.class_counts: Optional[List[int]] = None
         self.test_variants: Tuple[str, ...] = PRIOR_VARIANTS
         self._splits: Dict[str, Dataset] = {}
@@ -139,16 +205,54 @@ class LongTailDataModule(L.LightningDataModule):
         """``(dataset of (untransformed image, label), labels)`` for ``train``/``val``/``test``; ``None`` if absent."""
         raise NotImplementedError
 
+    def memory_arrays(self, base: Dataset) -> Optional[Tuple[torch.Tensor, np.ndarray]]:
+        """``(uint8 images (N, H, W) or (N, H, W, C), labels)`` of ``base`` when its images are held in memory."""
+        return None
+
     def train_transform(self) -> Callable:
-        raise NotImplementedError
+        return small_image_train(self.image_size, self.crop_padding, self.mean, self.std, self.augment)
 
     def eval_transform(self) -> Callable:
-        raise NotImplementedError
+        return small_image_eval(self.mean, self.std)
+
+    def batch_augment(self) -> BatchAugment:
+        """The ``pipeline: device`` form of :meth:`train_transform`."""
+        return BatchAugment(self.image_size, self.crop_padding, self.mean, self.std, self.augment)
 
     def make_subset(self, base: Dataset, indices: np.ndarray, train: bool, with_index: bool = False) -> Dataset:
-        """The dataset of one split; a subclass may serve in-memory tensors instead (see ``TensorSubset``)."""
-        return TransformSubset(base, indices, self.train_transform() if train else self.eval_transform(),
-                               with_index=with_index)
+        """The dataset of one split: in-memory datasets serve evaluation (and un-augmented training) splits as
+        normalised tensors and, with ``pipeline: device``, training as positions into the device copy."""
+        arrays = self.memory_arrays(base)
+        if arrays is None:
+            return TransformSubset(base, indices, self.train_transform() if train else self.eval_transform(),
+                                   with_index=with_index)
+        images, targets = arrays
+        if train and self.pipeline == "device":
+            self._train_images = channels_first(images[torch.as_tensor(indices)])
+            self._device_images = None
+            return IndexSubset(np.asarray(targets)[indices], indices)
+        if train and self.augment != "none":
+            return TransformSubset(base, indices, self.train_transform(), with_index=with_index)
+        return TensorSubset(images, targets, indices, self.mean, self.std, with_index)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """``pipeline: device``: gather the batch's images from the device copy and augment them there.
+
+        The draws come from a CPU generator seeded by ``(seed, rank, epoch)``: each rank of a DDP run draws its
+        own, and a run resumed at an epoch boundary draws what the uninterrupted run would have drawn."""
+        if not isinstance(batch, IndexBatch):
+            return batch
+        index = batch.index
+        if self._device_images is None or self._device_images.device != index.device:
+            self._device_images = self._train_images.to(index.device)
+        trainer = self.trainer
+        key = (self.seed, trainer.global_rank if trainer else 0, trainer.current_epoch if trainer else 0)
+        if self._augment_rng is None or self._augment_rng[0] != key:
+            seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+            self._augment_rng = (key, torch.Generator().manual_seed(seed))
+        if self._augmenter is None:
+            self._augmenter = self.batch_augment()
+        return self._augmenter(self._device_images[index], self._augment_rng[1]), batch.target
 
     @classmethod
     def augmentations(cls) -> Tuple[str, ...]:
@@ -229,8 +333,10 @@ class LongTailDataModule(L.LightningDataModule):
         return self._splits[name]
 
     def _loader(self, ds: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=False, persistent_workers=self.num_workers > 0,
+        # in-memory splits are one tensor index per batch: workers would only add inter-process copies
+        workers = 0 if isinstance(ds, (IndexSubset, TensorSubset)) else self.num_workers
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                          drop_last=False, persistent_workers=workers > 0,
                           collate_fn=getattr(ds, "collate_fn", None))
 
     def train_dataloader(self) -> DataLoader:

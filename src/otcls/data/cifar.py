@@ -7,34 +7,48 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Callable, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from otcls.data.base import LongTailDataModule
-from otcls.data.transforms import CIFAR_MEAN, CIFAR_STD, small_image_eval, small_image_train
+from otcls.data.transforms import CIFAR_MEAN, CIFAR_STD
+
+
+def read_batch(path: str, label_key: str) -> Tuple[np.ndarray, List[int]]:
+    """Images ``(N, 3, 32, 32)`` uint8 and labels of one official pickled batch; a file that is not one (truncated,
+    corrupted, other keys, a label count that differs from the image count) raises naming the file."""
+    redo = "delete it and download again (data.init_args.download: true) or unpack the official archive again"
+    try:
+        with open(path, "rb") as fh:
+            entry = pickle.load(fh, encoding="latin1")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+            IndexError, KeyError, MemoryError, UnicodeDecodeError) as e:
+        size = os.path.getsize(path)
+        raise ValueError(f"{path} ({size} bytes) is not a readable CIFAR batch (truncated or corrupted: "
+                         f"{type(e).__name__}: {e}); {redo}") from None
+    if not isinstance(entry, dict) or "data" not in entry or label_key not in entry:
+        keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+        raise ValueError(f"{path} is not a CIFAR batch: expected keys 'data' and '{label_key}', found {keys}; {redo}")
+    data, labels = np.asarray(entry["data"]), list(entry[label_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: 'data' must be uint8 rows of 3072 pixels, got {data.dtype} {data.shape}; {redo}")
+    if len(labels) != len(data):
+        raise ValueError(f"{path}: {len(data)} images but {len(labels)} labels in '{label_key}'; {redo}")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 class CIFARBatches(Dataset):
     """Images (N,32,32,3 uint8) and labels read from official pickled batch files; items are ``(PIL, label)``."""
 
     def __init__(self, folder: str, files: list, label_key: str) -> None:
-        data, labels = [], []
-        for name in files:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
-            if "data" not in entry or label_key not in entry:
-                raise ValueError(f"{path} is not a CIFAR batch: expected keys 'data' and '{label_key}'")
-            data.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(entry[label_key])
-        self.data = np.concatenate(data).transpose(0, 2, 3, 1)
-        self.targets = np.asarray(labels, dtype=np.int64)
-        if len(self.targets) != len(self.data):
-            raise ValueError(f"{folder}: {len(self.data)} images but {len(self.targets)} labels")
+        parts = [read_batch(os.path.join(folder, name), label_key) for name in files]
+        self.data = np.concatenate([d for d, _ in parts]).transpose(0, 2, 3, 1)
+        self.targets = np.asarray([y for _, labels in parts for y in labels], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -47,6 +61,7 @@ class CIFAR10LTDataModule(LongTailDataModule):
     """CIFAR10-LT (``n_i = int(5000 · IF^(-i/9))``; IF 100 → 12,406 images before the validation split)."""
 
     num_classes = 10
+    image_size, crop_padding, mean, std = 32, 4, CIFAR_MEAN, CIFAR_STD
     tv_class = CIFAR10
     label_key = "labels"
 
@@ -66,9 +81,11 @@ class CIFAR10LTDataModule(LongTailDataModule):
             self.tv_class(self.root, train=True, download=True)
         missing = self._missing()
         if missing:
-            raise ValueError(f"{self.tv_class.__name__} batches {missing} not found in '{self._folder()}'. "
-                             f"Set data.init_args.download: true (needs network) or unpack "
-                             f"{self.tv_class.url} into data.init_args.root.")
+            how = ("the download did not provide them (no network?): " if self.download
+                   else "set data.init_args.download: true (needs network) or ")
+            raise ValueError(f"{self.tv_class.__name__} batches {missing} not found in '{self._folder()}'; "
+                             f"{how}unpack {self.tv_class.url} into data.init_args.root "
+                             f"(it must contain {self.tv_class.base_folder}/).")
 
     def load_split(self, split: str) -> Optional[Tuple[CIFARBatches, np.ndarray]]:
         if split == "val":
@@ -78,11 +95,8 @@ class CIFAR10LTDataModule(LongTailDataModule):
         ds = CIFARBatches(self._folder(), [n for n, _ in files], self.label_key)
         return ds, ds.targets
 
-    def train_transform(self) -> Callable:
-        return small_image_train(32, 4, CIFAR_MEAN, CIFAR_STD, self.augment)
-
-    def eval_transform(self) -> Callable:
-        return small_image_eval(CIFAR_MEAN, CIFAR_STD)
+    def memory_arrays(self, base: CIFARBatches) -> Tuple[torch.Tensor, np.ndarray]:
+        return torch.from_numpy(base.data), base.targets
 
 
 class CIFAR100LTDataModule(CIFAR10LTDataModule):

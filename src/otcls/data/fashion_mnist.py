@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from torchvision.datasets import FashionMNIST
 from torchvision.datasets.utils import extract_archive
 
-from torch.utils.data import Dataset
-
-from otcls.data.base import LongTailDataModule, TensorSubset
-from otcls.data.transforms import FMNIST_MEAN, FMNIST_STD, small_image_eval, small_image_train
+from otcls.data.base import LongTailDataModule
+from otcls.data.transforms import FMNIST_MEAN, FMNIST_STD
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -47,10 +46,12 @@ class FashionMNISTLTDataModule(LongTailDataModule):
     ``download=True`` lets torchvision fetch them when neither has a copy.
 
     Evaluation splits, and the training split with ``augment="none"``, are served from memory as
-    normalised tensors (:class:`otcls.data.base.TensorSubset`), a batch per index operation.
+    normalised tensors (:class:`otcls.data.base.TensorSubset`), a batch per index operation;
+    ``pipeline: device`` augments the training batches on the device.
     """
 
     num_classes = 10
+    image_size, crop_padding, mean, std = 28, 2, FMNIST_MEAN, FMNIST_STD
 
     def __init__(self, root: str = "data/fashion-mnist", download: bool = False, system_dir: str = DEBIAN_DIR,
                  **kwargs) -> None:
@@ -73,13 +74,5 @@ class FashionMNISTLTDataModule(LongTailDataModule):
         ds = FashionMNIST(self.root, train=(split == "train"))
         return ds, ds.targets.numpy()
 
-    def make_subset(self, base: Dataset, indices: np.ndarray, train: bool, with_index: bool = False) -> Dataset:
-        if train and self.augment != "none":
-            return super().make_subset(base, indices, train, with_index)
-        return TensorSubset(base.data, base.targets.numpy(), indices, FMNIST_MEAN, FMNIST_STD, with_index)
-
-    def train_transform(self) -> Callable:
-        return small_image_train(28, 2, FMNIST_MEAN, FMNIST_STD, self.augment)
-
-    def eval_transform(self) -> Callable:
-        return small_image_eval(FMNIST_MEAN, FMNIST_STD)
+    def memory_arrays(self, base: FashionMNIST) -> Tuple[torch.Tensor, np.ndarray]:
+        return base.data, base.targets.numpy()
