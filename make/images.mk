@@ -17,13 +17,15 @@ demo: install data-fmnist  ## offline Fashion-MNIST-LT, standard protocol (IF 10
 	@echo "headline: results/demo/summary.md  full matrix: results/demo/summary_full.md  numbers: results/demo/summary.json"
 	@echo "plots: results/demo/per_class_vs_frequency.png results/demo/prior_shift.png results/demo/report/"
 
-# GPUS=0,1,2,3 spreads the runs over those GPUs (GPUS_PER_RUN each), DATA_ROOT points at the data folder,
+# GPUS=0,1,2,3 spreads the runs over those GPUs (GPUS_PER_RUN each, RUNS_PER_GPU runs sharing each at once),
+# DATA_ROOT points at the data folder,
 # DRY_RUN=1 prints every run's environment and command without running anything.
 GPUS ?=
 GPUS_PER_RUN ?= 1
+RUNS_PER_GPU ?= 1
 DATA_ROOT ?=
 DRY_RUN ?=
-SWEEP_FLAGS = $(if $(GPUS),--gpus $(GPUS) --gpus-per-run $(GPUS_PER_RUN),--jobs $(JOBS)) $(if $(DRY_RUN),--dry-run,)
+SWEEP_FLAGS = $(if $(GPUS),--gpus $(GPUS) --gpus-per-run $(GPUS_PER_RUN) --runs-per-gpu $(RUNS_PER_GPU),--jobs $(JOBS)) $(if $(DRY_RUN),--dry-run,)
 DATA_FLAGS = $(if $(DATA_ROOT),--data.init_args.root $(DATA_ROOT),)
 # IF: imbalance factor of the CIFAR targets (200, as in the RE-OT paper's table; 100 and 10 are the other
 # standard profiles). Results go to results/<benchmark>_if<IF>.

@@ -61,3 +61,53 @@ def test_runs_hold_their_own_slot(tmp_path):
     for runs in spans.values():
         runs.sort()
         assert all(a_end <= b_begin for (_, a_end), (b_begin, _) in zip(runs, runs[1:]))
+
+
+def test_dry_run_two_runs_per_gpu(capsys):
+    lines = _dry(capsys, "--gpus", "0,1", "--runs-per-gpu", "2")
+    devices = [re.search(r"CUDA_VISIBLE_DEVICES=(\S+) ", line).group(1) for line in lines]
+    assert devices == ["0", "1"] * 4 + ["0"]
+    with pytest.raises(ValueError, match="--runs-per-gpu needs --gpus"):
+        sweep.main(["--methods", METHODS[0], "--out", "/tmp/unused", "--runs-per-gpu", "2", "--dry-run"])
+    with pytest.raises(ValueError, match="lists a GPU twice"):
+        sweep.DeviceSlots("0,0", 1)
+    with pytest.raises(ValueError, match="--runs-per-gpu must be >= 1"):
+        sweep.DeviceSlots("0", 1, 0)
+
+
+def test_k_runs_share_a_gpu_at_once_and_never_more(tmp_path):
+    """Eight real subprocesses on 2 GPUs x 3 runs each: at most 3 at a time on a GPU, and 3 do overlap."""
+    slots = sweep.DeviceSlots("2,3", 1, runs_per_gpu=3)
+    assert len(slots.groups) == 6
+    probe = ("import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], time.time()); time.sleep(1.0); "
+             "print(time.time())")
+    threads = [threading.Thread(target=sweep._run, args=([sys.executable, "-c", probe], str(tmp_path / f"r{i}"),
+                                                         False, slots)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans = {}
+    for i in range(12):
+        first, end = open(tmp_path / f"r{i}" / "output.log").read().split("\n")[:2]
+        device, begin = first.split()
+        spans.setdefault(device, []).append((float(begin), float(end)))
+    assert set(spans) == {"2", "3"}
+    for runs in spans.values():
+        events = sorted([(b, 1) for b, _ in runs] + [(e, -1) for _, e in runs], key=lambda t: (t[0], t[1]))
+        depth, peak = 0, 0
+        for _, step in events:
+            depth += step
+            peak = max(peak, depth)
+        assert peak == 3
+
+
+def test_method_overrides_follow_their_method(capsys, tmp_path):
+    (tmp_path / "ce.yaml").write_text("trainer:\n  max_epochs: 3\n")
+    lines = _dry(capsys, "--method-overrides", str(tmp_path))
+    ce = [line for line in lines if line.startswith("ce/")]
+    focal = [line for line in lines if line.startswith("focal/")]
+    assert all(f"--config {METHODS[0]} --config {tmp_path}/ce.yaml" in line for line in ce)
+    assert all(str(tmp_path) not in line for line in focal)
+    with pytest.raises(ValueError, match="is not a folder"):
+        _dry(capsys, "--method-overrides", str(tmp_path / "missing"))

@@ -6,7 +6,8 @@
 Every (method config, seed) is one ``otcls fit --test_after_fit true`` subprocess with run dir
 ``OUT/runs/<method>/seed<s>``; ``--jobs N`` runs N at a time (one by one by default);
 ``--gpus 0,1,2,3 [--gpus-per-run K]`` gives every run its own group of K GPUs through
-``CUDA_VISIBLE_DEVICES`` (a run waits for a free group); ``--dry-run`` prints the commands. Arguments
+``CUDA_VISIBLE_DEVICES`` (a run waits for a free group), ``--runs-per-gpu K`` lets K runs share each group;
+``--dry-run`` prints the commands. Arguments
 after ``--`` are extra ``--key value`` overrides given to every run. A run whose
 ``test_results.json`` exists is reused, not rerun (``--force`` reruns it). ``--finetune dbot=ce`` starts
 each ``dbot`` run from the selected checkpoint of the ``ce`` run of the same seed, once that has
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPU ids to spread the runs over: each run gets its own slot through CUDA_VISIBLE_DEVICES "
                         "and waits for a free one")
     p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per run (a slot; DDP when > 1)")
+    p.add_argument("--runs-per-gpu", type=int, default=1,
+                   help="runs sharing each GPU (group) at once, with --gpus: ResNet-32 on CIFAR uses a sliver of a "
+                        "current GPU (see docs/images.md for a rule of thumb)")
+    p.add_argument("--method-overrides", default=None, metavar="DIR",
+                   help="after each method config M.yaml, also give DIR/M.yaml where it exists (a benchmark's "
+                        "changes to a shared method config, e.g. a shorter schedule)")
     p.add_argument("--slurm", action="store_true",
                    help="submit the runs as SLURM job arrays through submitit (then the fine-tuning runs)")
     p.add_argument("--slurm-cluster", default="slurm", help="slurm, or local / debug to run the arrays here")
@@ -70,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_command(base: List[str], method: str, seed: int, run_dir: str, extra: List[str], data_seed: bool) -> List[str]:
+def run_command(base: List[str], method: List[str], seed: int, run_dir: str, extra: List[str],
+                data_seed: bool) -> List[str]:
+    """``otcls fit`` of one run: the base configs, then the method's config files, then the overrides."""
     cmd = [sys.executable, "-m", "otcls.cli", "fit"]
-    for cfg in [*base, method]:
+    for cfg in [*base, *method]:
         cmd += ["--config", cfg]
     cmd += ["--seed_everything", str(seed), "--trainer.default_root_dir", run_dir, "--test_after_fit", "true"]
     if data_seed:
@@ -81,15 +90,23 @@ def run_command(base: List[str], method: str, seed: int, run_dir: str, extra: Li
 
 
 class DeviceSlots:
-    """GPU groups of ``per_run`` ids, handed to one run at a time; a run waits until a group is free."""
+    """GPU groups of ``per_run`` ids, each offered ``runs_per_gpu`` times: a slot is handed to one run at a
+    time and a run waits until a slot is free, so every group runs up to ``runs_per_gpu`` runs at once (small
+    models leave most of a GPU idle). Slots alternate over the groups (0, 1, 0, 1 for two GPUs and two runs
+    each), so the first runs spread over every GPU."""
 
-    def __init__(self, gpus: str, per_run: int) -> None:
+    def __init__(self, gpus: str, per_run: int, runs_per_gpu: int = 1) -> None:
         ids = [g.strip() for g in gpus.split(",") if g.strip()]
         if not ids or per_run < 1 or len(ids) % per_run:
             raise ValueError(f"--gpus {gpus!r} must list GPU ids whose number is a multiple of --gpus-per-run "
                              f"({per_run}), e.g. --gpus 0,1,2,3 --gpus-per-run 2")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"--gpus {gpus!r} lists a GPU twice; use --runs-per-gpu to share a GPU between runs")
+        if runs_per_gpu < 1:
+            raise ValueError(f"--runs-per-gpu must be >= 1, got {runs_per_gpu}")
         self.per_run = per_run
-        self.groups = [ids[i:i + per_run] for i in range(0, len(ids), per_run)]
+        groups = [ids[i:i + per_run] for i in range(0, len(ids), per_run)]
+        self.groups = [g for _ in range(runs_per_gpu) for g in groups]
         self._free: "queue.Queue[List[str]]" = queue.Queue()
         for group in self.groups:
             self._free.put(group)
@@ -243,6 +260,9 @@ def run_locally(args, grid, finetune, slots, finished, command, run_dir_of, reco
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from otcls._extras import require
+
+    require("plots")  # the summary's figures: refuse before any run starts rather than after all of them
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: List[str] = []
     if "--" in argv:
@@ -254,14 +274,23 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise ValueError(f"config file '{cfg}' not found")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-    slots = DeviceSlots(args.gpus, args.gpus_per_run) if args.gpus else None
+    if args.runs_per_gpu != 1 and not args.gpus:
+        raise ValueError("--runs-per-gpu needs --gpus (on the CPU, --jobs sets how many runs go at once)")
+    if args.method_overrides is not None and not os.path.isdir(args.method_overrides):
+        raise ValueError(f"--method-overrides '{args.method_overrides}' is not a folder")
+    slots = DeviceSlots(args.gpus, args.gpus_per_run, args.runs_per_gpu) if args.gpus else None
     if slots:
         extra = slots.trainer_args() + extra
     names = [os.path.splitext(os.path.basename(m))[0] for m in args.methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method config stems must be unique (they name the runs); got {names}")
     finetune = parse_finetune(args.finetune, names)
-    configs = dict(zip(names, args.methods))
+    configs = {n: [m] for n, m in zip(names, args.methods)}
+    if args.method_overrides:
+        for n in names:
+            override = os.path.join(args.method_overrides, f"{n}.yaml")
+            if os.path.isfile(override):
+                configs[n].append(override)
     # Seed-major order: an interrupted sweep has compared every method on the first seeds.
     grid = [(name, seed) for seed in args.seeds for name in names]
     results: Dict[str, Dict[int, Dict[str, float]]] = {n: {} for n in names}
