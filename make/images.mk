@@ -7,7 +7,7 @@ DEMO_METHODS := ce balanced_softmax reot_ratio dbot
 DEMO_SEEDS ?= 0 1 2
 DEMO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo cifar10-lt cifar100-lt imagenet-lt bench-image-step data-cifar
+.PHONY: demo cifar10-lt-cpu cifar10-lt cifar100-lt imagenet-lt bench-image-step data-cifar
 
 demo: install data-fmnist  ## offline Fashion-MNIST-LT, standard protocol (IF 100, 14,886 images): CE, Balanced Softmax, RE-OT, DB-OT fine-tuning × 3 seeds; headline table in results/demo/summary.md
 	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PY) -m otcls.cli sweep --base configs/base/fmnist.yaml \
@@ -51,6 +51,20 @@ cifar100-lt: install  ## CIFAR100-LT (IF=200 by default; 100, 10) × 11 methods 
 
 imagenet-lt: install  ## ImageNet-LT × 11 methods (needs ImageNet + the ImageNet_LT lists, see docs/images.md)
 	$(call lt_benchmark,imagenet_lt,imagenet,results/imagenet_lt,)
+
+# The CIFAR10-LT protocol on 2 CPU cores: the shared method configs with the shorter schedule of
+# configs/cifar10_lt_cpu/ (base.yaml after the data config, <method>.yaml after each method's config).
+CPU_METHODS := ce balanced_softmax reot_ratio dbot
+CPU_JOBS ?= $(DEMO_JOBS)
+cifar10-lt-cpu: install  ## CIFAR10-LT IF 100 on 2 CPU cores (~45 min): CE, Balanced Softmax, RE-OT, DB-OT × 3 seeds; DATA_ROOT=folder holding cifar-10-batches-py/
+	$(if $(DATA_ROOT),,$(error set DATA_ROOT to the folder holding cifar-10-batches-py/ (make data-cifar downloads it)))
+	$(PY) -m otcls.cli check-data --config configs/base/cifar.yaml configs/cifar10_lt/data.yaml --root $(DATA_ROOT)
+	OMP_NUM_THREADS=1 WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep \
+	  --base configs/base/cifar.yaml configs/cifar10_lt/data.yaml configs/cifar10_lt_cpu/base.yaml \
+	  --methods $(foreach m,$(CPU_METHODS),configs/cifar10_lt/$(m).yaml) --method-overrides configs/cifar10_lt_cpu \
+	  --finetune dbot=ce --seeds $(SEEDS) --jobs $(CPU_JOBS) $(if $(DRY_RUN),--dry-run,) --out results/cifar10_lt_cpu \
+	  -- --data.init_args.root $(DATA_ROOT) --data.init_args.download false
+	@echo "headline: results/cifar10_lt_cpu/summary.md  learning curves: results/cifar10_lt_cpu/learning_curves.md"
 
 data-cifar: install  ## download CIFAR-10 and CIFAR-100 (python batches) into DATA_ROOT (default data/cifar); needs network
 	$(PY) -m otcls.cli check-data --config configs/base/cifar.yaml configs/cifar10_lt/data.yaml --root $(or $(DATA_ROOT),data/cifar)

@@ -10,15 +10,16 @@ KW = dict(backbone="conv_mlp", backbone_kwargs={"in_channels": 3, "channels": [4
                                                  "image_size": 16}, num_classes=3, class_counts=[5, 3, 2])
 
 
-def test_channels_last_only_where_the_device_is_cuda(monkeypatch):
+def test_channels_last_on_cuda_and_cpu_not_elsewhere(monkeypatch):
     torch.manual_seed(0)
     model = ImageClassifier(**KW).eval()
     x = torch.randn(4, 3, 16, 16)
     ref = model(x)
-    model.on_fit_start()  # CPU: the layout stays
-    assert model.backbone.body[0].weight.is_contiguous()
-    monkeypatch.setattr(model, "_device", torch.device("cuda", 0))  # what the hook sees on a GPU
+    monkeypatch.setattr(model, "_device", torch.device("mps"))  # a device without the preference: layout stays
     model._set_memory_format()
+    assert model.backbone.body[0].weight.is_contiguous()
+    monkeypatch.setattr(model, "_device", torch.device("cpu"))
+    model.on_fit_start()
     w = model.backbone.body[0].weight
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
     torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-6)  # same function, other layout
