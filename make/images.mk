@@ -7,7 +7,7 @@ DEMO_METHODS := ce balanced_softmax reot_ratio dbot
 DEMO_SEEDS ?= 0 1 2
 DEMO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo cifar10-lt-cpu cifar10-lt cifar100-lt imagenet-lt bench-image-step data-cifar
+.PHONY: demo cifar10-lt-cpu cifar10-lt cifar100-lt imagenet-lt bench-image-step bench-input-pipeline data-cifar
 
 demo: install data-fmnist  ## offline Fashion-MNIST-LT, standard protocol (IF 100, 14,886 images): CE, Balanced Softmax, RE-OT, DB-OT fine-tuning × 3 seeds; headline table in results/demo/summary.md
 	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PY) -m otcls.cli sweep --base configs/base/fmnist.yaml \
@@ -72,3 +72,6 @@ data-cifar: install  ## download CIFAR-10 and CIFAR-100 (python batches) into DA
 
 bench-image-step: install  ## training step time per loss vs CE (ResNet32, batch 512, 100 classes)
 	$(PY) experiments/images/bench_step_time.py --out results/bench_image_step
+
+bench-input-pipeline: install  ## training-input images/s per core, device vs worker pipeline, and their share of a ResNet-32 step; DATA_ROOT=CIFAR folder (else random pixels)
+	OMP_NUM_THREADS=1 $(PY) experiments/images/bench_input_pipeline.py $(if $(DATA_ROOT),--data-root $(DATA_ROOT),) --out results/bench

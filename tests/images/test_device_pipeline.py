@@ -77,3 +77,23 @@ def test_ddp_each_rank_sees_its_own_shard_of_every_epoch(cifar10_root, tmp_path)
         assert set(a) | set(b) == set(range(n))  # together: the whole training set
         assert len(set(a) & set(b)) <= n % 2  # apart: disjoint but for the padding repeat
     assert ranks[0]["seen"]["0"] != ranks[0]["seen"]["1"]  # reshuffled every epoch
+
+
+def test_input_pipeline_bench_writes_its_table(tmp_path, cifar10_root):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "experiments", "images",
+                                                        "bench_input_pipeline.py"), "--batch", "16", "--repeats", "1",
+                           "--data-root", cifar10_root, "--device", "cpu", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.load(open(tmp_path / "input_pipeline.json"))
+    assert set(payload["rows"]) == {f"{a}/{p}" for a in ("standard", "autoaugment") for p in ("workers", "device")}
+    assert all(r["images_per_s"] > 0 and 0 < r["step_share"] < 1 for r in payload["rows"].values())
+    assert "| autoaugment | device |" in open(tmp_path / "input_pipeline.md").read()
+
+
+def test_gpu_check_script_parses_and_refuses_a_missing_root(tmp_path):
+    script = os.path.join(HERE, "..", "..", "experiments", "gpu", "check.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    proc = subprocess.run(["bash", script, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no cifar-10-batches-py/" in proc.stderr
