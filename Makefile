@@ -12,14 +12,17 @@ help:  ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 # Re-runs only when the dependency files change, so `make install` is quick when nothing did.
-$(VENV)/.install-stamp: setup.cfg pyproject.toml setup.py $(wildcard src/otcls/ot/native/*)
+# Every extra (the tests cover every area) at the exact versions of constraints.txt; torch first, on its own,
+# so the resolver never weighs another build of it.
+CONSTRAINTS := constraints.txt
+$(VENV)/.install-stamp: setup.cfg pyproject.toml setup.py $(CONSTRAINTS) $(wildcard src/otcls/ot/native/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) torch torchvision
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[all,test]'
 	touch $@
 
-install: $(VENV)/.install-stamp  ## create .venv and install otcls (editable) with pinned dependencies
+install: $(VENV)/.install-stamp  ## create .venv and install otcls (editable) with every extra at the versions of constraints.txt
 
 data-fmnist:  ## make sure the offline Fashion-MNIST files exist (Debian package dataset-fashion-mnist)
 	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
@@ -31,7 +34,7 @@ test: install data-fmnist  ## run the test suite
 	$(PY) -m pytest -q
 
 bench: install  ## time otcls solvers against POT, OTT-JAX, cvxpy, k-means-constrained -> results/bench/solvers.{md,json}
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[bench]'
 	$(PY) experiments/bench/bench_solvers.py
 
 bench-float32: install  ## float32 accuracy of the solvers on the bench problems -> results/bench/float32_accuracy.md

@@ -24,6 +24,7 @@ image, molecule and segmentation tasks share this entry point. Defaults added he
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import List, Optional
@@ -32,6 +33,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 from otcls.callbacks.finite_loss import FiniteLossGuard
 from otcls.tasks.common import checkpoint_sibling
@@ -57,7 +59,8 @@ def wandb_run_id(root: str) -> str:
 
 
 def default_loggers(root: str, identity: Optional[dict] = None) -> list:
-    """CSV logger always; W&B (offline unless ``WANDB_MODE=online``) unless ``WANDB_MODE=disabled``.
+    """CSV logger always; W&B (offline unless ``WANDB_MODE=online``) unless ``WANDB_MODE=disabled``. Without
+    wandb installed: CSV only when ``WANDB_MODE`` is unset, an ``ImportError`` naming ``otcls[wandb]`` when set.
 
     ``identity`` (from :func:`wandb_identity`): W&B ``name`` (``<loss>-s<seed>``), ``group`` (the
     benchmark), ``job_type`` (the sub-command) and ``tags``, so a dashboard groups runs by benchmark
@@ -65,6 +68,14 @@ def default_loggers(root: str, identity: Optional[dict] = None) -> list:
     """
     loggers = [CSVLogger(save_dir=root, name="logs")]
     mode = os.environ.get("WANDB_MODE", "offline").lower()
+    if mode != "disabled" and importlib.util.find_spec("wandb") is None:
+        from otcls._extras import require
+
+        if "WANDB_MODE" in os.environ:  # asked for W&B by name: say how to get it
+            require("wandb")
+        # The default (offline W&B) on an install without the [wandb] extra: CSV only, with a warning.
+        rank_zero_warn("otcls: wandb is not installed, logging to CSV only (pip install 'otcls[wandb]' for W&B)")
+        return loggers
     if mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 

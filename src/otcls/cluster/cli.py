@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plot(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, path: Path) -> None:
     """Scatter of the first two coordinates (PCA if more) by label, centroids as crosses."""
+    from otcls._extras import require
+
+    require("cluster", "matplotlib")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

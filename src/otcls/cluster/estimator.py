@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin
+
+from otcls._extras import require
+
+require("cluster", "sklearn")
+
+from sklearn.base import BaseEstimator, ClusterMixin  # noqa: E402
 from sklearn.cluster import kmeans_plusplus
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data

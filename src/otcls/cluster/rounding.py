@@ -12,7 +12,12 @@ that meets the bounds exactly).
 from __future__ import annotations
 
 import numpy as np
-from ortools.graph.python.min_cost_flow import SimpleMinCostFlow
+
+from otcls._extras import require
+
+require("cluster", "ortools")
+
+from ortools.graph.python.min_cost_flow import SimpleMinCostFlow  # noqa: E402
 
 
 def integer_size_bounds(size_min, size_max, n_samples: int, n_clusters: int):

@@ -30,7 +30,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import lightning as L
 import numpy as np
 import torch
-from lvis import LVIS
+
+from otcls._extras import require
+
+require("lvis", "lvis")
+
+from lvis import LVIS  # noqa: E402
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image

@@ -25,11 +25,15 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import contourpy
-import numpy as np
-import pycocotools.mask as mask_utils
-from PIL import Image
-from tqdm import tqdm
+from otcls._extras import require
+
+require("lvis", "pycocotools", "contourpy")
+
+import contourpy  # noqa: E402
+import numpy as np  # noqa: E402
+import pycocotools.mask as mask_utils  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 FMNIST_DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 FMNIST_NAMES = ("t_shirt", "trouser", "pullover", "dress", "coat",

@@ -25,7 +25,12 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import pandas as pd
+
+from otcls._extras import require
+
+require("mol", "pandas", "rdkit", "ogb")
+
+import pandas as pd  # noqa: E402
 
 SOLUBILITY_CLASSES = ("(A) low", "(B) medium", "(C) high")
 PRESETS = {

@@ -17,8 +17,13 @@ from typing import Dict, List, Optional
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
+
+from otcls._extras import require
+
+require("mol", "pandas", "ogb", "torch_geometric", "sklearn")
+
+import pandas as pd  # noqa: E402
 
 from otcls.data.molecule_convert import dir_name
 

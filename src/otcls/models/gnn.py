@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch_geometric.nn import GINEConv, MessagePassing, global_add_pool, global_max_pool, global_mean_pool
-from torch_geometric.utils import degree
+
+from otcls._extras import require
+
+require("mol", "torch_geometric", "ogb")
+
+from torch_geometric.nn import GINEConv, MessagePassing, global_add_pool, global_max_pool, global_mean_pool  # noqa: E402
+from torch_geometric.utils import degree  # noqa: E402
 
 POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
 

@@ -12,7 +12,11 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-import matplotlib
+from otcls._extras import require
+
+require("plots")
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

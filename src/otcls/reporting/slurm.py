@@ -23,6 +23,9 @@ def run_task(cmd: List[str], run_dir: str) -> Tuple[int, float]:
 def make_executor(folder: str, cluster: str, *, partition: Optional[str] = None, gpus_per_task: int = 0,
                   cpus_per_task: int = 4, timeout_min: int = 24 * 60, parallelism: int = 32):
     """A submitit ``AutoExecutor`` for ``cluster`` (``slurm``, ``local`` or ``debug``) with the job-array settings."""
+    from otcls._extras import require
+
+    require("slurm")
     import submitit
 
     if cluster not in CLUSTERS:

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
 
-import matplotlib
+from otcls._extras import require
+
+require("plots")
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

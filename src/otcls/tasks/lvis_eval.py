@@ -9,10 +9,14 @@ import contextlib
 import logging
 from typing import Dict, Iterator, List, Sequence
 
-import numpy as np
-import pycocotools.mask as mask_utils
-import torch
-from lvis import LVIS, LVISEval, LVISResults
+from otcls._extras import require
+
+require("lvis", "lvis", "pycocotools")
+
+import numpy as np  # noqa: E402
+import pycocotools.mask as mask_utils  # noqa: E402
+import torch  # noqa: E402
+from lvis import LVIS, LVISEval, LVISResults  # noqa: E402
 
 METRICS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
 IOU_TYPES = ("segm", "bbox")
