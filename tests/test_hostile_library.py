@@ -139,3 +139,71 @@ def test_slow_but_sound_plan_only_warns():
     with pytest.warns(OTConvergenceWarning, match="did not converge"):
         r = solve(C * 1e4, A, B, eps=0.5, max_iter=50)
     assert torch.allclose(r.plan.sum(1), A, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- losses: label dtypes, bad inputs
+
+from otcls.losses import LOSSES, build_loss  # noqa: E402
+
+COUNTS = [100, 50, 20, 10, 5]
+CONTRASTIVE = ("nt_xent", "supcon", "reot_contrastive")
+INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32]
+
+
+def _loss_inputs(name):
+    g = torch.Generator().manual_seed(3)
+    y = torch.tensor([1, 2, 3, 4, 1])  # uint8 1s: as a mask they would pick rows, not class 1
+    if name in CONTRASTIVE:
+        return (torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)), y
+    return (torch.randn(5, 5, generator=g),), y
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_every_integer_label_dtype_gives_the_int64_loss(name, dtype):
+    loss = build_loss(name, num_classes=5, class_counts=COUNTS)
+    x, y = _loss_inputs(name)
+    ref = loss(*x, y)
+    assert torch.isfinite(ref)
+    assert torch.equal(loss(*x, y.to(dtype)), ref)
+
+
+def test_class_balanced_ce_with_uint8_labels_matches_the_weighted_ce_by_hand():
+    # class-balanced weights (Cui et al.): w_j ∝ (1 - beta) / (1 - beta^n_j), normalised to sum to C
+    loss = build_loss("cb_ce", num_classes=5, class_counts=COUNTS)
+    (z,), y = _loss_inputs("cb_ce")
+    n = torch.tensor(COUNTS, dtype=torch.float64)
+    w = (1 - 0.9999) / (1 - 0.9999 ** n)
+    w = w * 5 / w.sum()
+    nll = torch.nn.functional.cross_entropy(z.double(), y, reduction="none")
+    assert torch.allclose(loss(z, y.to(torch.uint8)).double(), (w[y] * nll).mean(), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+@pytest.mark.parametrize("bad,match", [
+    (torch.tensor([1.0, 2.0, 3.0, 4.0, 1.0]), "integer class indices.*got dtype torch.float32"),
+    (torch.tensor([True, False, True, False, True]), "integer class indices.*got dtype torch.bool"),
+    ([1, 2, 3, 4, 1], "must be a torch tensor"),
+])
+def test_non_integer_labels_raise(name, bad, match):
+    loss = build_loss(name, num_classes=5, class_counts=COUNTS)
+    x, _ = _loss_inputs(name)
+    if name == "nt_xent":
+        return  # labels are ignored by NT-Xent
+    with pytest.raises(ValueError, match=match):
+        loss(*x, bad)
+
+
+@pytest.mark.parametrize("name", sorted(set(LOSSES.names()) - set(CONTRASTIVE)))
+def test_integer_logits_raise(name):
+    loss = build_loss(name, num_classes=5, class_counts=COUNTS)
+    with pytest.raises(ValueError, match="logits must be a floating-point torch tensor"):
+        loss(torch.ones(5, 5, dtype=torch.long), torch.tensor([1, 2, 3, 4, 1]))
+
+
+@pytest.mark.parametrize("value,word", [(-float("inf"), "-inf"), (float("inf"), r"\+inf"), (float("nan"), "NaN")])
+def test_dbot_non_finite_logit_named_as_such(value, word):
+    (z,), y = _loss_inputs("dbot")
+    z[0, 3] = value
+    with pytest.raises(ValueError, match=rf"dbot: 1 logit\(s\) are {word} \(in 1 of 5 rows"):
+        build_loss("dbot", num_classes=5, class_counts=COUNTS)(z, y)

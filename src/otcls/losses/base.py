@@ -9,20 +9,41 @@ from torch import nn
 Counts = Union[Sequence[float], torch.Tensor]
 
 
-def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> None:
-    """Raise ValueError unless ``logits`` is (B, num_classes) float and ``targets`` (B,) integer in [0, C)."""
+def as_class_indices(targets, n: int, what: str = "targets") -> torch.Tensor:
+    """``targets`` as a ``(n,)`` int64 tensor of class indices. Any integer dtype is accepted and cast up
+    (``uint8`` included: cast, so it is never taken as a boolean mask when it indexes a tensor); bool, float
+    and complex tensors, and non-tensors, raise."""
+    if not isinstance(targets, torch.Tensor):
+        raise ValueError(f"{what} must be a torch tensor of class indices; got {type(targets).__name__} "
+                         f"(wrap it: torch.as_tensor({what}, dtype=torch.long))")
+    if targets.dtype == torch.bool or targets.dtype.is_floating_point or targets.dtype.is_complex:
+        raise ValueError(f"{what} must be integer class indices (e.g. torch.long); got dtype {targets.dtype}"
+                         + ("" if targets.dtype == torch.bool else f"; cast with {what}.long() if they hold whole numbers"))
+    if targets.dim() != 1 or targets.shape[0] != n:
+        raise ValueError(f"{what} must have shape ({n},) to match the batch; got {tuple(targets.shape)}")
+    return targets.long()
+
+
+def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Raise ValueError unless ``logits`` is a (B, num_classes) float tensor and ``targets`` (B,) integer in
+    [0, C); returns ``targets`` as int64 (every integer dtype gives the same loss)."""
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        what = f"dtype {logits.dtype}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be a floating-point torch tensor of shape (batch, {num_classes}); got {what}")
     if logits.dim() != 2 or logits.shape[1] != num_classes:
         raise ValueError(f"logits must have shape (batch, {num_classes}); got {tuple(logits.shape)}")
     if logits.shape[0] == 0:
         raise ValueError("empty batch: a loss needs at least one sample (a mean over 0 samples is NaN); "
                          "check the sampler / drop_last settings")
-    if targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
+    if isinstance(targets, torch.Tensor) and (targets.dim() != 1 or targets.shape[0] != logits.shape[0]):
         raise ValueError(f"targets must have shape ({logits.shape[0]},) to match logits; got {tuple(targets.shape)}")
-    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise ValueError(f"targets must be integer class indices (torch.long); got dtype {targets.dtype}")
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
-        raise ValueError(f"targets must lie in [0, {num_classes}); got values in "
-                         f"[{int(targets.min())}, {int(targets.max())}]")
+    targets = as_class_indices(targets, logits.shape[0])
+    if targets.device != logits.device:
+        raise ValueError(f"targets are on {targets.device} but logits on {logits.device}; move both to one device")
+    lo, hi = torch.aminmax(targets)
+    if int(lo) < 0 or int(hi) >= num_classes:
+        raise ValueError(f"targets must lie in [0, {num_classes}); got values in [{int(lo)}, {int(hi)}]")
+    return targets
 
 
 def as_counts(class_counts: Optional[Counts], num_classes: int, *, who: str, positive: bool = True) -> torch.Tensor:
@@ -76,8 +97,9 @@ class ClassificationLoss(nn.Module):
         """
         return train_prior
 
-    def check(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        check_logits_targets(logits, targets, self.num_classes)
+    def check(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Validate the inputs; returns ``targets`` as int64 (use it in place of the argument)."""
+        return check_logits_targets(logits, targets, self.num_classes)
 
     def register_counts(self, name: str, values: torch.Tensor) -> None:
         """Keep a per-class vector (float64, cast to the logits' dtype at use) as a non-persistent

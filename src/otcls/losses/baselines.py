@@ -35,7 +35,7 @@ class CrossEntropy(ClassificationLoss):
         super().__init__(num_classes)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         return F.cross_entropy(logits, targets)
 
 
@@ -50,7 +50,7 @@ class FocalLoss(ClassificationLoss):
         self.gamma = float(gamma)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         logp_y = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
         return (-(1.0 - logp_y.exp()).pow(self.gamma) * logp_y).mean()
 
@@ -98,7 +98,7 @@ class LDAMLoss(ClassificationLoss):
         return reweighted_prior(train_prior, self.drw_weights) if self.drw_active else train_prior
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         margin = self.margins.to(logits.dtype)[targets]
         adjusted = logits - F.one_hot(targets, self.num_classes).to(logits.dtype) * margin[:, None]
         weight = self.drw_weights.to(logits.dtype) if self.drw_active else None
@@ -124,7 +124,7 @@ class LogitAdjustedLoss(ClassificationLoss):
         return q / q.sum()
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         return F.cross_entropy(logits + self.tau * self.log_prior.to(logits.dtype), targets)
 
 
@@ -141,7 +141,7 @@ class BalancedSoftmax(ClassificationLoss):
         return torch.full_like(train_prior, 1.0 / train_prior.numel())
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         return F.cross_entropy(logits + self.log_counts.to(logits.dtype), targets)
 
 
@@ -160,7 +160,7 @@ class ClassBalancedCE(ClassificationLoss):
         return reweighted_prior(train_prior, self.weights)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         nll = F.cross_entropy(logits, targets, reduction="none")
         return (self.weights.to(logits.dtype)[targets] * nll).mean()
 
@@ -184,7 +184,7 @@ class ClassBalancedFocal(ClassificationLoss):
         return reweighted_prior(train_prior, self.weights)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         sign = 2.0 * F.one_hot(targets, self.num_classes).to(logits.dtype) - 1.0
         log_pt = F.logsigmoid(sign * logits)
         focal = -(1.0 - log_pt.exp()).pow(self.gamma) * log_pt

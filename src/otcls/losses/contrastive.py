@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from otcls.losses.base import Counts, as_counts
+from otcls.losses.base import Counts, as_class_indices, as_counts
 from otcls.losses.registry import LOSSES
 from otcls.ot import solve
 
@@ -35,7 +35,12 @@ COUPLINGS = ("semi", "balanced")
 
 
 def _check_views(z1: torch.Tensor, z2: torch.Tensor, labels: Optional[torch.Tensor], need_labels: bool,
-                 num_classes: Optional[int] = None) -> None:
+                 num_classes: Optional[int] = None) -> Optional[torch.Tensor]:
+    """Validate the two views and the labels; returns the labels as int64 (None stays None)."""
+    if not isinstance(z1, torch.Tensor) or not isinstance(z2, torch.Tensor):
+        raise ValueError(f"z1 and z2 must be torch tensors; got {type(z1).__name__} and {type(z2).__name__}")
+    if not (z1.is_floating_point() and z2.is_floating_point()):
+        raise ValueError(f"z1 and z2 must be floating-point embeddings; got dtypes {z1.dtype} and {z2.dtype}")
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise ValueError(f"z1 and z2 must both have shape (N, d) and match; got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if z1.shape[0] < 2:
@@ -43,13 +48,13 @@ def _check_views(z1: torch.Tensor, z2: torch.Tensor, labels: Optional[torch.Tens
     if labels is None:
         if need_labels:
             raise ValueError("this contrastive loss needs class labels: call loss(z1, z2, labels) with labels of shape (N,)")
-        return
-    if labels.shape != (z1.shape[0],):
+        return None
+    if isinstance(labels, torch.Tensor) and labels.shape != (z1.shape[0],):
         raise ValueError(f"labels must have shape ({z1.shape[0]},) to match z1, got {tuple(labels.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer class-index tensor, got dtype {labels.dtype}")
+    labels = as_class_indices(labels, z1.shape[0], "labels")
     if num_classes is not None and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}); got values in [{int(labels.min())}, {int(labels.max())}]")
+    return labels
 
 
 def _check_temperature(temperature: float) -> float:
@@ -116,8 +121,9 @@ class ContrastiveLoss(nn.Module):
             self.class_counts = None
         self.lam = 1.0
 
-    def check(self, z1: torch.Tensor, z2: torch.Tensor, labels: Optional[torch.Tensor]) -> None:
-        _check_views(z1, z2, labels, self.needs_labels, self.num_classes)
+    def check(self, z1: torch.Tensor, z2: torch.Tensor, labels: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Validate the inputs; returns ``labels`` as int64 (use it in place of the argument)."""
+        return _check_views(z1, z2, labels, self.needs_labels, self.num_classes)
 
 
 @LOSSES.register("nt_xent")
@@ -138,7 +144,7 @@ class SupConLoss(ContrastiveLoss):
     needs_labels = True
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        self.check(z1, z2, labels)
+        labels = self.check(z1, z2, labels)
         log_prob = _masked_log_softmax(stacked_similarity(z1, z2) / self.temperature)
         return _mean_target_nll(log_prob, class_positive_mask(labels))
 
@@ -235,7 +241,7 @@ class REOTContrastiveLoss(ContrastiveLoss):
         return log_p, a
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        self.check(z1, z2, labels)
+        labels = self.check(z1, z2, labels)
         n = z1.shape[0]
         log_p, a = self.log_coupling(z1, z2, labels)
         log_row = log_p - torch.log(a)[:, None]  # log(P_ij / a_i)

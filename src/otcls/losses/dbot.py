@@ -74,6 +74,7 @@ class DBOTLoss(ClassificationLoss):
         """Solve the batch DB-OT problem; returns (OTResult, kept class indices)."""
         from otcls.ot import solve
 
+        _check_finite_logits(logits)
         b = logits.shape[0]
         keep = torch.arange(self.num_classes, device=logits.device)
         use_batch = self.ratio_kind == "batch"
@@ -108,7 +109,7 @@ class DBOTLoss(ClassificationLoss):
         return res, keep
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         res, keep = self.plan(logits, targets)
         col = torch.full((self.num_classes,), -1, dtype=torch.long, device=logits.device)
         col[keep] = torch.arange(keep.numel(), device=logits.device)
@@ -120,3 +121,19 @@ class DBOTLoss(ClassificationLoss):
         log_p = log_q + (res.f[rows] + res.g[t] + logits[rows, keep[t]]) / self.tau
         b = logits.shape[0]
         return (-torch.log(torch.tensor(float(b), dtype=logits.dtype)) - log_p).mean() - 1.0 + res.plan.sum()
+
+
+def _check_finite_logits(logits: torch.Tensor) -> None:
+    """The DB-OT plan's cost is ``-logits``, which the solver needs finite: name the logits at fault."""
+    bad = ~torch.isfinite(logits.detach())
+    if not bool(bad.any()):
+        return
+    vals = logits.detach()[bad]
+    kinds = [name for name, hit in (("-inf", bool((vals == -torch.inf).any())), ("+inf", bool((vals == torch.inf).any())),
+                                    ("NaN", bool(torch.isnan(vals).any()))) if hit]
+    rows = torch.nonzero(bad.any(1)).flatten().tolist()
+    raise ValueError(f"dbot: {int(bad.sum())} logit(s) are {'/'.join(kinds)} (in {len(rows)} of {logits.shape[0]} rows, "
+                     f"first rows {rows[:5]}); the DB-OT loss transports on the cost -logits and needs every logit "
+                     "finite. A -inf logit used to mask a class cannot enter it: clamp the logits "
+                     "(e.g. logits.clamp_min(-1e4)) or drop the class; NaN/inf logits mean the model diverged "
+                     "(lower the learning rate)")

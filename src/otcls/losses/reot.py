@@ -121,5 +121,5 @@ class REOTLoss(ClassificationLoss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
                 teacher_probs: Optional[torch.Tensor] = None) -> torch.Tensor:
-        self.check(logits, targets)
+        targets = self.check(logits, targets)
         return F.cross_entropy(logits / self.tau + self.log_prior(logits, targets, teacher_probs), targets)
