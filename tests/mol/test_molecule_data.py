@@ -58,7 +58,7 @@ def test_mapping_and_meta(mol_root, tiny_set):
     path = os.path.join(mol_root, "ogbg_moltiny_binary")
     mapping = pd.read_csv(os.path.join(path, "mapping", "mol.csv.gz"))
     assert mapping["smiles"].tolist() == SMILES
-    assert mapping["line"].tolist() == list(range(2, len(SMILES) + 2))
+    assert mapping["mol_id"].tolist() == list(range(2, len(SMILES) + 2))
     assert os.path.isfile(os.path.join(path, "RELEASE_v1.txt"))
     dm = MoleculeDataModule("ogbg-moltiny-binary", root=mol_root)
     dm.setup()
@@ -130,7 +130,7 @@ def test_master_list_set_from_local_root_uses_ogb_evaluator(tmp_path, tiny_set):
 
     y = np.array([int(i % 4 == 0) for i in range(len(SMILES))])
     write_ogb_dataset(SMILES, y, str(tmp_path), "ogbg-molbbbp")
-    os.remove(tmp_path / "ogbg_molbbbp" / "meta_dict.json")  # OGB's own release has none
+    assert not os.path.exists(tmp_path / "ogbg_molbbbp" / "meta_dict.json")  # OGB's own release has none
     dm = MoleculeDataModule("ogbg-molbbbp", root=str(tmp_path), download=False)
     dm.setup()
     assert dm.in_master and dm.num_classes == 2 and len(dm.split("test")) > 0

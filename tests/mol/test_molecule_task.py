@@ -175,3 +175,29 @@ def test_ddp_test_scores_every_graph_once(mol_root, tmp_path):
     for mode in single:  # every inference mode, OT over the whole test set included
         assert ddp[mode]["n"] == single[mode]["n"] == n_test
         assert ddp[mode] == pytest.approx(single[mode], abs=1e-9, nan_ok=True), mode
+
+
+def test_test_priors_score_ot_inference_with_the_known_and_estimated_test_prior(mol_root, tmp_path):
+    from otcls.inference.priors import em_prior
+
+    L.seed_everything(0)
+    dm = MoleculeDataModule("ogbg-moltiny-binary", root=mol_root, batch_size=8)
+    model = MoleculeClassifier(num_layers=2, hidden=16, inference_modes=["softmax", "dbot"],
+                               test_priors=["known", "estimated"])
+    trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    trainer.fit(model, dm)
+    trainer.test(model, dm, verbose=False)
+    saved = json.load(open(os.path.join(str(tmp_path), "mol_test_results.json")))["results"]
+    assert set(saved) == {"softmax", "dbot", "dbot:known", "dbot:estimated"}
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(b) for b in dm.test_dataloader()])
+    y = dm.split("test").y.view(-1)
+    known = torch.bincount(y, minlength=2).double() / len(y)
+    by_hand = model.head.predict(logits, mode="dbot", test_prior=known).eq(y).float().mean()
+    assert saved["dbot:known"]["acc"] == pytest.approx(float(by_hand), abs=1e-6)
+    est = em_prior(model.head.calibrated_logits(logits.double()).softmax(-1), model.head.calibrated_prior())
+    by_hand = model.head.predict(logits, mode="dbot", test_prior=est).eq(y).float().mean()
+    assert saved["dbot:estimated"]["acc"] == pytest.approx(float(by_hand), abs=1e-6)
+    with pytest.raises(ValueError, match="test_priors"):
+        MoleculeClassifier(test_priors=["oracle"])

@@ -25,7 +25,7 @@ require("mol", "pandas", "ogb", "torch_geometric", "sklearn")
 
 import pandas as pd  # noqa: E402
 
-from otcls.data.molecule_convert import dir_name
+from otcls.data.molecule_convert import RAW_FILES, dir_name
 
 MASTER_CSV = "master.csv"
 
@@ -109,8 +109,7 @@ class MoleculeDataModule(L.LightningDataModule):
     Only single-task sets fit one classification head; multi-task sets (tox21, …) raise.
     """
 
-    RAW_FILES = ("edge.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz",
-                 "node-feat.csv.gz", "edge-feat.csv.gz", "graph-label.csv.gz")
+    RAW_FILES = RAW_FILES
 
     def __init__(self, name: str = "ogbg-molbbbp", root: str = "data/ogb", download: bool = True,
                  batch_size: int = 32, eval_batch_size: Optional[int] = None, num_workers: int = 0) -> None:

@@ -24,6 +24,8 @@ from otcls.reporting.tables import markdown_table
 from otcls.tasks.common import (ResultsBesideCheckpoint, build_head_from_hparams, classes_from_datamodule,
                                 eval_batch_indices, gather_without_padding)
 
+TEST_PRIORS = ("known", "estimated", "train", "uniform")
+
 
 class MoleculeClassifier(ResultsBesideCheckpoint, L.LightningModule):
     """Long-tailed molecule classification with OT losses.
@@ -37,6 +39,10 @@ class MoleculeClassifier(ResultsBesideCheckpoint, L.LightningModule):
         inference_modes / inference_kwargs: ``head.predict_scores`` modes scored at test time; the
             first one is also the validation score. OT modes use the training class ratio as ``b``
             unless ``inference_kwargs[mode]["test_prior"]`` says otherwise.
+        test_priors: at test time, every OT / class-bias mode in ``inference_modes`` is also scored
+            as ``<mode>:<prior>`` with each of these priors: ``known`` (the test split's class
+            distribution, an oracle), ``estimated`` (EM on the unlabelled test scores), ``train``,
+            ``uniform``. The test set is coupled as one whole set.
     """
 
     checkpoint_monitor = ("val/rocauc", "max")  # read by otcls.lightning_cli to pick the best checkpoint
@@ -48,12 +54,16 @@ class MoleculeClassifier(ResultsBesideCheckpoint, L.LightningModule):
                  num_classes: Optional[int] = None, class_counts: Optional[List[int]] = None,
                  lr: float = 1e-3, weight_decay: float = 0.0,
                  inference_modes: Sequence[str] = ("softmax",),
-                 inference_kwargs: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+                 inference_kwargs: Optional[Dict[str, Dict[str, Any]]] = None,
+                 test_priors: Sequence[str] = ()) -> None:
         super().__init__()
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not inference_modes:
             raise ValueError("inference_modes must name at least one mode, e.g. ['softmax']")
+        bad = [p for p in test_priors if p not in TEST_PRIORS]
+        if bad:
+            raise ValueError(f"unknown test_priors {bad}; choose from {', '.join(TEST_PRIORS)}")
         self.save_hyperparameters()
         self.backbone = MoleculeGNN(conv, num_layers, hidden, dropout, virtual_node, residual, pooling)
         self.head = None
@@ -128,8 +138,13 @@ class MoleculeClassifier(ResultsBesideCheckpoint, L.LightningModule):
             raise ValueError("MoleculeClassifier scores with the DataModule's evaluate(); use MoleculeDataModule")
         return evaluate(y, probs)
 
-    def _metrics(self, logits: torch.Tensor, y: torch.Tensor, mode: str) -> Dict[str, float]:
-        probs = self.scores(logits, mode)
+    def _metrics(self, logits: torch.Tensor, y: torch.Tensor, mode: str,
+                 test_prior: Optional[Any] = None) -> Dict[str, float]:
+        if test_prior is None:
+            probs = self.scores(logits, mode)
+        else:
+            kwargs = dict((self.hparams.inference_kwargs or {}).get(mode, {}), test_prior=test_prior)
+            probs = self.head.predict_scores(logits.float(), mode=mode, **kwargs)
         preds, n = probs.argmax(-1), self.hparams.num_classes
         return {"rocauc": self._rocauc(y, probs),
                 "acc": float(multiclass_accuracy(preds, y, n, average="micro")),
@@ -153,6 +168,12 @@ class MoleculeClassifier(ResultsBesideCheckpoint, L.LightningModule):
             return
         logits, y = self._gathered("test")
         results = {mode: self._metrics(logits, y, mode) for mode in self.hparams.inference_modes}
+        from otcls.inference.scores import PRIOR_MODES
+
+        known = torch.bincount(y, minlength=self.hparams.num_classes).double() / len(y)
+        for mode in [m for m in self.hparams.inference_modes if m in PRIOR_MODES]:
+            for prior in self.hparams.get("test_priors", ()):
+                results[f"{mode}:{prior}"] = self._metrics(logits, y, mode, known if prior == "known" else prior)
         for mode, res in results.items():
             suffix = "" if mode == self.hparams.inference_modes[0] else f"/{mode}"
             for key in ("rocauc", "acc", "bal_acc"):
