@@ -3,7 +3,8 @@
 For every base config (one column: a dataset) × loss config (one row) × seed, runs
 ``otcls fit --config BASE --config LOSS --seed_everything SEED`` (test at the best-validation
 checkpoint) into ``<runs>/<base>/<loss>/seed<SEED>``, skipping runs that already have
-``mol_test_results.json``. Then writes ``<out>/table2.md`` and ``<out>/table2.png``.
+``mol_test_results.json``. Then writes ``<out>/table2.md``, ``<out>/table2.png`` and
+``<out>/headline.md`` (paired differences against CE and Balanced Softmax, OT inference columns).
 
     python experiments/mol/table2.py --base configs/mol/base/solubility_binary.yaml --seeds 0 1 2 3 4
 """
@@ -45,6 +46,47 @@ def collect(run_root: str) -> Dict[str, List[float]]:
             for mode, r in json.load(fh)["results"].items():
                 out.setdefault(mode, []).append(100.0 * r["rocauc"])
     return out
+
+
+# headline columns: (key into a seed's results, label); ROC-AUC does not depend on the test prior for a
+# binary task (OT inference shifts every logit difference by one constant), balanced accuracy does
+HEADLINE_COLUMNS = [("softmax/rocauc", "ROC-AUC"), ("softmax/bal_acc", "bal. acc softmax"),
+                    ("dbot:known/bal_acc", "bal. acc DB-OT known"), ("dbot:estimated/bal_acc", "bal. acc DB-OT est."),
+                    ("reot:known/bal_acc", "bal. acc RE-OT known"), ("class_bias:known/bal_acc", "bal. acc class-bias known")]
+
+
+def summary(run_root: str, losses: List[str]) -> dict:
+    """``{"methods": {loss: {"seeds": {seed: {mode: {metric: %}}}}}}`` for :mod:`otcls.reporting.headline`."""
+    methods = {}
+    for l in losses:
+        seeds = {}
+        for path in sorted(glob.glob(os.path.join(run_root, stem(l), "seed*", "mol_test_results.json"))):
+            with open(path) as fh:
+                res = json.load(fh)["results"]
+            seeds[os.path.basename(os.path.dirname(path))] = {
+                mode: {k: 100.0 * r[k] for k in ("rocauc", "acc", "bal_acc")} for mode, r in res.items()}
+        methods[stem(l)] = {"seeds": seeds}
+    return {"methods": methods}
+
+
+def write_headline(bases: List[str], losses: List[str], runs: str, out: str) -> str:
+    """``<out>/headline.md``: per base, mean ± std over seeds and paired differences against CE and
+    Balanced Softmax (same seed), test ROC-AUC and balanced accuracy with OT inference."""
+    from otcls.reporting.headline import headline_table, paired_table
+
+    parts = []
+    for b in bases:
+        s = summary(os.path.join(runs, stem(b)), losses)
+        parts += [f"## {stem(b)}\n", headline_table(s, HEADLINE_COLUMNS)]
+        for baseline in ("ce", "balanced_softmax"):
+            if s["methods"].get(baseline, {}).get("seeds"):
+                parts += [f"\nPaired differences against {baseline} (same seed; mean ± std, seeds with a gain):\n",
+                          paired_table(s, baseline, HEADLINE_COLUMNS)]
+    text = "\n".join(parts)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "headline.md"), "w") as fh:
+        fh.write("# Molecule headline: test ROC-AUC and balanced accuracy (%), mean ± std over seeds\n\n" + text)
+    return text
 
 
 def write_table(bases: List[str], losses: List[str], runs: str, out: str) -> str:
@@ -101,6 +143,7 @@ def main(argv: List[str] | None = None) -> int:
         for b, l, s in tqdm(todo, desc="molecule runs", file=sys.stdout):
             run_one(b, l, s, os.path.join(args.runs, stem(b), stem(l), f"seed{s}"), extra)
     print(write_table(args.base, args.losses, args.runs, args.out))
+    print(write_headline(args.base, args.losses, args.runs, args.out))
     return 0
 
 
