@@ -207,3 +207,92 @@ def test_dbot_non_finite_logit_named_as_such(value, word):
     z[0, 3] = value
     with pytest.raises(ValueError, match=rf"dbot: 1 logit\(s\) are {word} \(in 1 of 5 rows"):
         build_loss("dbot", num_classes=5, class_counts=COUNTS)(z, y)
+
+
+# ---------------------------------------------------------------- TransportHead.predict / ot_scores
+
+import ot as pot  # noqa: E402
+
+from otcls.heads import TransportHead  # noqa: E402
+from otcls.inference import ot_scores, reverse_prior  # noqa: E402
+from otcls.inference.scores import SmallCouplingWarning  # noqa: E402
+
+TRAIN = torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)
+REVERSE = reverse_prior(TRAIN)
+
+
+def _head():
+    return TransportHead(8, 5, loss="ce", class_counts=COUNTS)
+
+
+def _pot_scores(z, b, eps):
+    n = z.shape[0]
+    return pot.sinkhorn(np.full(n, 1 / n), b.numpy(), -z.double().numpy(), reg=eps, stopThr=1e-12,
+                        numItermax=100000) * n
+
+
+def test_single_row_falls_back_to_the_prior_shift_with_a_warning():
+    z = torch.tensor([[10.0, 0.0, 1.0, -1.0, 0.5]])
+    with pytest.warns(SmallCouplingWarning, match="1 row\\(s\\), fewer than min_rows=5"):
+        scores = _head().predict_scores(z, "reot", "reverse")
+    ref = softmax(z.double().numpy() + np.log(REVERSE.numpy()) - np.log(TRAIN.numpy()), axis=1)
+    np.testing.assert_allclose(scores.double().numpy(), ref, atol=1e-6)
+    # the coupling of one row would have copied the prior (argmax of the reverse prior: class 4)
+    assert int(ref.argmax()) != int(REVERSE.argmax())
+
+
+def test_short_last_batch_is_merged_with_the_one_before():
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(21, 5, generator=g, dtype=torch.float64) * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallCouplingWarning)
+        got = ot_scores(z, REVERSE, mode="reot", eps=0.5, tol=1e-10, batch_size=10, seed=3)
+    order = torch.randperm(21, generator=torch.Generator().manual_seed(3))
+    first, rest = order[:10], order[10:]  # the remainder of 1 row joins the second batch: 10 + 11
+    np.testing.assert_allclose(got[first].numpy(), _pot_scores(z[first], REVERSE, 0.5), atol=1e-7)
+    np.testing.assert_allclose(got[rest].numpy(), _pot_scores(z[rest], REVERSE, 0.5), atol=1e-7)
+
+
+def test_nan_logits_raise_naming_the_rows():
+    z = torch.randn(4, 5)
+    z[1, 2] = float("nan")
+    z[3, 0] = float("inf")
+    for mode in ("softmax", "class_bias", "reot", "dbot", "tau_norm"):
+        with pytest.raises(ValueError, match=r"NaN or inf entries in 2 of 4 rows \(first rows \[1, 3\]\)"):
+            _head().predict(z, mode)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_logits_are_coupled_in_float32(dtype):
+    g = torch.Generator().manual_seed(6)
+    z = (torch.randn(64, 5, generator=g) * 3).to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no convergence warning, no balanced-mass error
+        scores = _head().predict_scores(z, "reot", "reverse", eps=0.5, tol=1e-6)
+    assert scores.dtype == torch.float32
+    np.testing.assert_allclose(scores.double().numpy(), _pot_scores(z.float(), REVERSE, 0.5), atol=2e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(logits=torch.ones(3, 5, dtype=torch.long)), "logits must be floating point"),
+    (dict(logits=[[0.0] * 5] * 3), "logits must be a torch tensor"),
+    (dict(mode=None), "unknown inference mode None"),
+    (dict(eps="1"), "eps must be a finite number > 0"),
+    (dict(eps=float("nan")), "eps must be a finite number > 0"),
+    (dict(mode="dbot", delta=-1), "delta >= 0"),
+    (dict(batch_size=2.5), "batch_size must be an integer >= 1"),
+    (dict(test_prior=[1, 1, 1, 1]), "4 entries but there are 5 classes"),
+    (dict(test_prior=[1, 1, 1, 1, float("nan")]), "non-negative with a positive sum"),
+    (dict(mode="class_bias", tau="x"), "tau \\(class_bias\\) must be a finite number"),
+])
+def test_predict_bad_arguments_raise(kwargs, match):
+    kw = dict(logits=torch.randn(20, 5), mode="reot")
+    kw.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        _head().predict(kw.pop("logits"), kw.pop("mode"), **kw)
+
+
+def test_ot_scores_normalises_an_unnormalised_prior():
+    z = torch.randn(12, 5, dtype=torch.float64)
+    np.testing.assert_allclose(ot_scores(z, REVERSE * 7, mode="reot", eps=0.5, tol=1e-10).numpy(),
+                               _pot_scores(z, REVERSE, 0.5), atol=1e-7)

@@ -1,13 +1,14 @@
 """TransportHead: the classifier layer, the training loss by name, and test-time (OT) inference."""
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
 from otcls.inference.priors import PriorSpec, resolve_prior
-from otcls.inference.scores import MODES, ot_scores
+from otcls.inference.scores import MODES, check_logits, ot_scores
 from otcls.heads.classifiers import build_classifier
 from otcls.losses import build_loss
 from otcls.losses.base import Counts, as_counts
@@ -110,15 +111,26 @@ class TransportHead(nn.Module):
         :meth:`calibrated_prior`, which follows the training loss). ``batch_size`` / ``seed``:
         OT inference per random batch of that size instead of over all rows (see
         :func:`otcls.inference.ot_scores`).
+
+        Every mode needs finite logits (NaN / inf rows raise, naming how many). OT modes: bfloat16 / float16
+        logits are coupled, and scored, in float32; a set (or last batch) of fewer rows than classes is too
+        small for a coupling and follows the rule of :func:`otcls.inference.ot_scores` (merged with the batch
+        before it, or scored by the prior shift ``softmax(z + log b - log pi_s)`` with a
+        :class:`~otcls.inference.scores.SmallCouplingWarning`; ``pi_s`` is :meth:`calibrated_prior`).
         """
-        if mode not in MODES:
-            raise ValueError(f"unknown inference mode '{mode}'; choose one of: {', '.join(MODES)}")
-        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+        if not isinstance(mode, str) or mode not in MODES:
+            raise ValueError(f"unknown inference mode {mode!r}; choose one of: {', '.join(MODES)}")
+        if isinstance(logits, torch.Tensor) and (logits.dim() != 2 or logits.shape[1] != self.num_classes):
             raise ValueError(f"logits must have shape (n, {self.num_classes}); got {tuple(logits.shape)}")
+        check_logits(logits)
+        if mode in ("tau_norm", "class_bias") and (isinstance(tau, (bool, str)) or not _is_finite_number(tau)):
+            raise ValueError(f"tau ({mode}) must be a finite number; got {tau!r}")
         if mode == "tau_norm":
             weight = self.classifier.weight
             bias = 0.0 if self.classifier.bias is None else self.classifier.bias
             return self.calibrated_logits((logits - bias) / weight.norm(dim=1).pow(tau)).softmax(-1)
+        if mode in ("reot", "dbot") and torch.finfo(logits.dtype).bits < 32:
+            logits = logits.float()  # the coupling (and the prior b it must meet) in float32, not bf16 / fp16
         logits = self.calibrated_logits(logits)
         if mode == "softmax":
             return logits.softmax(-1)
@@ -127,13 +139,20 @@ class TransportHead(nn.Module):
             source = self.calibrated_prior(source_prior).to(logits)
             return (logits - tau * source.log() + tau * prior.log()).softmax(-1)
         return ot_scores(logits, prior, mode=mode, eps=eps, delta=delta, tol=tol, max_iter=max_iter,
-                         batch_size=batch_size, seed=seed)
+                         batch_size=batch_size, seed=seed, source_prior=lambda: self.calibrated_prior(source_prior))
 
     @torch.no_grad()
     def predict(self, logits: torch.Tensor, mode: str = "softmax", test_prior: PriorSpec = "uniform",
                 **kwargs: Any) -> torch.Tensor:
         """Predicted class per row: ``argmax_j`` of :meth:`predict_scores`."""
         return self.predict_scores(logits, mode, test_prior, **kwargs).argmax(-1)
+
+
+def _is_finite_number(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = ["TransportHead"]

@@ -1,7 +1,9 @@
 """OT inference scores: couple a set of samples to the classes with an assumed class prior b."""
 from __future__ import annotations
 
-from typing import Optional
+import math
+import warnings
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -10,9 +12,50 @@ PRIOR_MODES = ("class_bias", "reot", "dbot")  # modes that take a test prior
 OT_MODES = ("reot", "dbot")  # modes that couple a set of samples
 
 
+class SmallCouplingWarning(UserWarning):
+    """OT inference met a set of fewer rows than classes and scored it by the prior-shift rule instead."""
+
+
+def _number(x) -> Optional[float]:
+    """``float(x)`` for a real number (Python, NumPy or a one-element tensor); None for anything else."""
+    if isinstance(x, (bool, str, bytes)) or x is None:
+        return None
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_logits(logits, what: str = "logits") -> torch.Tensor:
+    """Raise ValueError unless ``logits`` is a floating-point ``(n >= 1, C)`` tensor whose entries are all
+    finite (NaN / inf logits have no argmax: a NaN row would silently predict class 0)."""
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError(f"{what} must be a torch tensor of shape (n, C); got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise ValueError(f"{what} must be floating point; got dtype {logits.dtype} (cast with .float())")
+    if logits.dim() != 2 or logits.shape[0] == 0:
+        raise ValueError(f"{what} must be (n >= 1, C); got {tuple(logits.shape)}")
+    bad = ~torch.isfinite(logits).all(1)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten()
+        raise ValueError(f"{what} have NaN or inf entries in {rows.numel()} of {logits.shape[0]} rows (first rows "
+                         f"{rows[:5].tolist()}); inference needs finite logits: check the model / checkpoint")
+    return logits
+
+
+def prior_shift_scores(logits: torch.Tensor, prior: torch.Tensor,
+                       source_prior: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``softmax(z + log b - log pi_s)`` (Saerens et al., 2002): each row's posterior moved from the prior
+    ``pi_s`` the softmax is calibrated to (uniform when None) to the test prior ``b``, one row at a time."""
+    log_b = torch.log(prior.to(logits))
+    log_s = 0.0 if source_prior is None else torch.log(source_prior.to(logits))
+    return (logits + log_b - log_s).softmax(-1)
+
+
 def ot_scores(logits: torch.Tensor, prior: torch.Tensor, *, mode: str, eps: float = 1.0, delta: float = 0.1,
               tol: Optional[float] = 1e-4, max_iter: int = 5000, batch_size: Optional[int] = None,
-              seed: int = 0) -> torch.Tensor:
+              seed: int = 0, min_rows: Optional[int] = None,
+              source_prior: Union[torch.Tensor, Callable[[], torch.Tensor], None] = None) -> torch.Tensor:
     """Row-normalised coupling n·P between samples and classes, cost C = -logits.
 
     ``reot``: P ∈ U(1/n, b) (balanced Sinkhorn, entropic regulariser ``eps``).
@@ -23,26 +66,57 @@ def ot_scores(logits: torch.Tensor, prior: torch.Tensor, *, mode: str, eps: floa
     bounds absorb the batch's sampling noise. Predict with ``argmax_j`` of the result. The default
     ``tol`` (relative marginal error 1e-4) is loose on purpose: it fixes the argmax; no gradient
     is kept (inference only).
+
+    Small sets: a coupling of fewer rows than ``min_rows`` (default: the number of classes C) cannot
+    follow its samples, since its columns must still carry the masses ``b`` (one row is always given
+    the prior itself). So a short last batch is merged with the batch before it, and a set that is
+    short as a whole (no batch before it) is scored by :func:`prior_shift_scores` against
+    ``source_prior`` (a tensor, a function returning one, or None: uniform) with a
+    :class:`SmallCouplingWarning`.
+
+    Logits in a type below float32's precision (bfloat16, float16) are cast up: the coupling is solved, and
+    the scores returned, in float32 (``exp(-C/eps)`` in bfloat16 keeps 3 digits and misses its marginals).
     """
     if mode not in ("reot", "dbot"):
         raise ValueError(f"ot_scores mode must be 'reot' or 'dbot'; got '{mode}'")
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0; got {eps}")
-    if logits.dim() != 2 or logits.shape[0] == 0:
-        raise ValueError(f"logits must be (n >= 1, C); got {tuple(logits.shape)}")
-    if mode == "dbot" and (delta is None or delta < 0):
-        raise ValueError(f"dbot inference needs delta >= 0; got {delta}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"OT inference batch_size must be >= 1 or None (whole set); got {batch_size}")
-    n = logits.shape[0]
+    if _number(eps) is None or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a finite number > 0; got {eps!r}")
+    check_logits(logits)
+    if mode == "dbot" and (_number(delta) is None or not delta >= 0):
+        raise ValueError(f"dbot inference needs a number delta >= 0; got {delta!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(f"OT inference batch_size must be an integer >= 1 or None (whole set); got {batch_size!r}")
+    if not isinstance(prior, torch.Tensor) or prior.shape != (logits.shape[1],):
+        raise ValueError(f"prior must be a ({logits.shape[1]},) tensor; got "
+                         f"{tuple(prior.shape) if isinstance(prior, torch.Tensor) else type(prior).__name__}")
+    if torch.finfo(logits.dtype).bits < 32:
+        logits = logits.float()
+    prior = prior.detach().to(dtype=torch.float64)
+    if not bool(torch.isfinite(prior).all()) or bool((prior < 0).any()) or not float(prior.sum()) > 0:
+        raise ValueError(f"prior must be finite and non-negative with a positive sum; got {prior.tolist()}")
+    prior = (prior / prior.sum()).to(logits)  # normalised in float64, then cast: sums to 1 in logits' dtype
+    n, num_classes = logits.shape
+    min_rows = num_classes if min_rows is None else int(min_rows)
+    if n < min_rows:
+        warnings.warn(SmallCouplingWarning(
+            f"{mode} inference on {n} row(s), fewer than min_rows={min_rows} (the number of classes by default): "
+            "a coupling this small is fixed by the prior, not by the samples, so these rows are scored by the "
+            "prior-shift rule softmax(z + log b - log pi_s) instead; predict a larger set (or the whole set) to "
+            "use OT"), stacklevel=2)
+        source = source_prior() if callable(source_prior) else source_prior
+        return prior_shift_scores(logits, prior, source)
     if batch_size is None or batch_size >= n:
         return _coupling(logits, prior, mode, eps, delta, tol, max_iter)
     gen = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(n, generator=gen).to(logits.device)
-    full = (n // batch_size) * batch_size
+    k = n // batch_size
+    if 0 < n - k * batch_size < min_rows:
+        k -= 1  # the short remainder joins the last full batch
+    full = k * batch_size
     scores = torch.empty_like(logits)
-    head = logits[order[:full]].reshape(n // batch_size, batch_size, -1)
-    scores[order[:full]] = _coupling(head, prior, mode, eps, delta, tol, max_iter).reshape(full, -1)
+    if k:
+        head = logits[order[:full]].reshape(k, batch_size, -1)
+        scores[order[:full]] = _coupling(head, prior, mode, eps, delta, tol, max_iter).reshape(full, -1)
     if full < n:
         scores[order[full:]] = _coupling(logits[order[full:]], prior, mode, eps, delta, tol, max_iter)
     return scores
