@@ -296,3 +296,32 @@ def test_ot_scores_normalises_an_unnormalised_prior():
     z = torch.randn(12, 5, dtype=torch.float64)
     np.testing.assert_allclose(ot_scores(z, REVERSE * 7, mode="reot", eps=0.5, tol=1e-10).numpy(),
                                _pot_scores(z, REVERSE, 0.5), atol=1e-7)
+
+
+# ---------------------------------------------------------------- DBOTClustering.predict
+
+from sklearn.datasets import make_blobs  # noqa: E402
+
+from otcls.cluster import DBOTClustering  # noqa: E402
+
+
+def _fitted_clustering():
+    X, _ = make_blobs([80, 40, 30], centers=[[0, 0], [6, 0], [3, 5]], cluster_std=0.5, random_state=0)
+    return X, DBOTClustering(3, size_min=0.3, size_max=0.36, eps=0.05, random_state=0).fit(X)
+
+
+def test_predict_defaults_to_the_nearest_centroid():
+    X, m = _fitted_clustering()
+    new = np.array([[0.1, 0.0], [-0.2, 0.1], [0.0, -0.1], [0.2, 0.2]])  # four new points of the first blob
+    nearest = ((new[:, None, :] - m.cluster_centers_[None]) ** 2).sum(-1).argmin(1)  # numpy reference
+    got = m.predict(new)
+    np.testing.assert_array_equal(got, nearest)
+    assert len(set(got.tolist())) == 1  # one blob, one cluster
+    # the bounded assignment spreads the same four points over clusters (each must get ~1/3 of the mass)
+    assert len(set(m.predict(new, bounded=True).tolist())) > 1
+
+
+def test_predict_bounded_flag_is_checked():
+    X, m = _fitted_clustering()
+    with pytest.raises(ValueError, match="bounded must be True or False"):
+        m.predict(X[:3], bounded="yes")

@@ -30,7 +30,7 @@ def test_per_batch_ot_inference_matches_pot_on_each_batch():
     whole = ot_scores(logits, prior, mode="reot", eps=1.0, tol=1e-10, max_iter=20000)
     assert torch.allclose(ot_scores(logits, prior, mode="reot", eps=1.0, tol=1e-10, max_iter=20000, batch_size=70),
                           whole)
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         ot_scores(logits, prior, mode="dbot", batch_size=0)
 
 

@@ -57,6 +57,9 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
         ot_tol, ot_max_iter: stopping tolerance (relative marginal/bound violation) and iteration
             cap of each inner DB-OT solve.
 
+    ``predict`` assigns new points to the nearest centroid by default; ``predict(X, bounded=True)``
+    applies the size bounds to the predicted batch instead.
+
     Attributes:
         cluster_centers_ (k, d), labels_ (n,), rounded_labels_ (n,), plan_ (n, k) with rows
         summing to ``1/n``, n_iter_, size_bounds_ (integer ``(lo, hi)``), eps_, n_features_in_.
@@ -94,7 +97,9 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
         Z = self._prepare(X)
         centers = self._initial_centers(Z)
         cost = self._cost(Z, centers)
-        self.eps_ = float(self.eps) * max(float(cost.mean()), np.finfo(np.float64).tiny)
+        # A zero initial cost (every point on a centroid) makes every plan optimal: any scale will do.
+        scale = float(cost.mean())
+        self.eps_ = float(self.eps) * (scale if scale > 0 else 1.0)
         threshold = self.tol * float(Z.var(0, unbiased=False).mean())
         self.n_iter_ = 0
         g = None  # column potentials of the last plan: the next solve starts from them
@@ -116,11 +121,22 @@ class DBOTClustering(ClusterMixin, BaseEstimator):
         self.rounded_labels_ = round_to_sizes(-log_plan.numpy(), lo, hi)
         return self
 
-    def predict(self, X):
-        """Argmax of the DB-OT plan between ``X`` and the centroids (size bounds as fractions of ``len(X)``)."""
+    def predict(self, X, *, bounded: bool = False):
+        """Cluster of each row of ``X``.
+
+        ``bounded=False`` (default): the nearest centroid, ``argmin_k d(x_i, c_k)``, each point on its own
+        (a few new points from one blob all go to that blob's cluster). ``bounded=True``: the argmax of the
+        DB-OT plan between ``X`` and the centroids, whose column masses keep the fitted size bounds as
+        fractions of ``len(X)`` (integer bounds as fractions of the training set): for a batch drawn like
+        the training set; on the training data it gives ``labels_``.
+        """
+        if not isinstance(bounded, (bool, np.bool_)):
+            raise ValueError(f"bounded must be True or False, got {bounded!r}")
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         cost = self._cost(self._prepare(X), torch.from_numpy(self.cluster_centers_))
+        if not bounded:
+            return cost.argmin(1).numpy()
         return self._plan(cost).plan.argmax(1).numpy()
 
     # ----------------------------------------------------------------------------- helpers
