@@ -33,7 +33,7 @@ IF ?= 200
 
 # $(1) benchmark name, $(2) base config, $(3) results folder, $(4) extra overrides (e.g. the imbalance factor)
 define lt_benchmark
-	$(if $(DRY_RUN),,$(PY) -m otcls.cli check-data --config configs/base/$(2).yaml configs/$(1)/data.yaml $(if $(DATA_ROOT),--root $(DATA_ROOT),))
+	$(if $(DRY_RUN),,$(PY) -m otcls.cli check-data --config configs/base/$(2).yaml configs/$(1)/data.yaml $(if $(DATA_ROOT),--root $(DATA_ROOT),) $(CHECK_FLAGS))
 	WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep --base configs/base/$(2).yaml configs/$(1)/data.yaml \
 	  --methods $(foreach m,$(LT_METHODS),configs/$(1)/$(m).yaml) --finetune dbot=ce --seeds $(SEEDS) $(SWEEP_FLAGS) \
 	  --out $(3) -- $(DATA_FLAGS) $(4)
@@ -49,8 +49,13 @@ cifar10-lt: install  ## CIFAR10-LT (IF=200 by default; 100, 10) × 11 methods ×
 cifar100-lt: install  ## CIFAR100-LT (IF=200 by default; 100, 10) × 11 methods × $(SEEDS); same variables
 	$(call lt_benchmark,cifar100_lt,cifar,results/cifar100_lt_if$(IF),--data.init_args.imbalance_factor $(IF))
 
-imagenet-lt: install  ## ImageNet-LT × 11 methods (needs ImageNet + the ImageNet_LT lists, see docs/images.md)
-	$(call lt_benchmark,imagenet_lt,imagenet,results/imagenet_lt,)
+# ImageNet-LT: DATA_ROOT holds the ImageNet-2012 images; LIST_DIR the three ImageNet_LT_*.txt lists
+# (default: DATA_ROOT when that is given, else configs/imagenet_lt/data.yaml's data/imagenet_lt).
+LIST_DIR ?=
+IMAGENET_LISTS = $(or $(LIST_DIR),$(DATA_ROOT))
+imagenet-lt: CHECK_FLAGS = $(if $(IMAGENET_LISTS),--set list_dir=$(IMAGENET_LISTS),)
+imagenet-lt: install  ## ImageNet-LT × 11 methods (needs ImageNet + the ImageNet_LT lists, see docs/images.md); DATA_ROOT=images LIST_DIR=lists
+	$(call lt_benchmark,imagenet_lt,imagenet,results/imagenet_lt,$(if $(IMAGENET_LISTS),--data.init_args.list_dir $(IMAGENET_LISTS),))
 
 # The CIFAR10-LT protocol on 2 CPU cores: the shared method configs with the shorter schedule of
 # configs/cifar10_lt_cpu/ (base.yaml after the data config, <method>.yaml after each method's config).

@@ -8,6 +8,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import urllib.error
 
 import numpy as np
 import pytest
@@ -86,7 +87,16 @@ def test_missing_test_batch_says_where_and_how(broken_root):
 
     dm = CIFAR10LTDataModule(root=str(root), download=True)
     dm.tv_class = NoNetwork
-    with pytest.raises(ValueError, match="the download did not provide them"):
+    with pytest.raises(ValueError, match="download is on but it failed to provide them") as info:
+        dm.prepare_data()
+    assert "download: true" not in str(info.value)  # it is on already: the advice is the archive, not the flag
+
+    class Offline(CIFAR10):
+        def __init__(self, *args, **kwargs):
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    dm.tv_class = Offline
+    with pytest.raises(ValueError, match=r"download is on but it failed \(URLError: .*name resolution.*no network"):
         dm.prepare_data()
 
 

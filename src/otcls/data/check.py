@@ -1,8 +1,8 @@
-"""``otcls check-data --config BASE.yaml DATA.yaml [--root DIR]``: is a benchmark's data there, before any run starts?
+"""``otcls check-data --config BASE.yaml DATA.yaml [--root DIR] [--set KEY=VALUE ...]``: is a benchmark's data there, before any run starts?
 
-Builds the config's DataModule (``data.class_path`` / ``init_args`` of the merged YAML files), runs its
-``prepare_data`` (which downloads where the config allows it and the network does) and reads the
-training split's index. Missing or unreadable data ends with one message — what is missing, where it
+Builds the config's DataModule (``data.class_path`` / ``init_args`` of the merged YAML files, then ``--root``
+and each ``--set`` on top), runs its ``prepare_data`` (which downloads where the config allows it and the
+network does) and reads the index of every split (train, val, test: for ImageNet-LT its three list files). Missing or unreadable data ends with one message — what is missing, where it
 looked, how to get it, and ``DATA_ROOT`` to point elsewhere — and exit status 2, never a traceback.
 """
 from __future__ import annotations
@@ -29,7 +29,19 @@ def merged_data_config(paths: List[str]) -> Dict[str, Any]:
     return out
 
 
-def check(paths: List[str], root: Optional[str] = None, download: Optional[bool] = None) -> str:
+def parse_settings(pairs: List[str]) -> Dict[str, Any]:
+    """``["list_dir=/data/lists", "seed=1"]`` -> ``{"list_dir": "/data/lists", "seed": 1}`` (values read as YAML)."""
+    out: Dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE (a data.init_args key), got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def check(paths: List[str], root: Optional[str] = None, download: Optional[bool] = None,
+          settings: Optional[Dict[str, Any]] = None) -> str:
     """Raise ValueError with a user-facing message unless the data is readable; return a one-line summary."""
     cfg = merged_data_config(paths)
     module, _, name = cfg["class_path"].rpartition(".")
@@ -37,6 +49,7 @@ def check(paths: List[str], root: Optional[str] = None, download: Optional[bool]
     kwargs = dict(cfg["init_args"])
     if root:
         kwargs["root"] = root
+    kwargs.update(settings or {})
     if download is not None and "download" in kwargs:
         kwargs["download"] = download
     dm = cls(**kwargs)
@@ -44,14 +57,10 @@ def check(paths: List[str], root: Optional[str] = None, download: Optional[bool]
     try:
         dm.prepare_data()
         _, targets = dm.load_split("train")
-    except (urllib.error.URLError, OSError) as exc:  # a download without network, an unreadable folder
-        detail = ""
-        if kwargs.get("download"):
-            try:  # the DataModule's own message names the missing files
-                cls(**{**kwargs, "download": False}).prepare_data()
-            except ValueError as missing:
-                detail = f" {missing}"
-        raise ValueError(f"{name}: data not found in {where} and the download failed ({exc}).{detail}"
+        for split in ("val", "test"):  # None where the split is held out of train, or absent
+            dm.load_split(split)
+    except (urllib.error.URLError, OSError) as exc:  # an unreadable folder; downloads report themselves
+        raise ValueError(f"{name}: data in {where} could not be read ({type(exc).__name__}: {exc})."
                          " Point DATA_ROOT=... at a folder that has the data.") from None
     return f"{name}: {len(targets)} training images in {where}"
 
@@ -60,10 +69,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="otcls check-data", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", nargs="+", required=True, help="config files with the data section")
     p.add_argument("--root", default=None, help="data folder (overrides data.init_args.root)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another data.init_args value, e.g. list_dir=/data/imagenet_lt (repeatable)")
     p.add_argument("--no-download", action="store_true", help="never download, only look")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        print(check(args.config, args.root, False if args.no_download else None))
+        print(check(args.config, args.root, False if args.no_download else None, parse_settings(args.set)))
     except ValueError as exc:
         hint = "" if "DATA_ROOT" in str(exc) else " Point DATA_ROOT=... (or --root) at the folder that has the data."
         print(f"otcls check-data: {exc}{hint}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import urllib.error
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -77,12 +78,16 @@ class CIFAR10LTDataModule(LongTailDataModule):
         return [n for n in names if not os.path.isfile(os.path.join(self._folder(), n))]
 
     def prepare_data(self) -> None:
+        failure = ""
         if self._missing() and self.download:
-            self.tv_class(self.root, train=True, download=True)
+            try:
+                self.tv_class(self.root, train=True, download=True)
+            except (urllib.error.URLError, OSError, RuntimeError) as exc:  # no network, a bad archive
+                failure = f" ({type(exc).__name__}: {exc})"
         missing = self._missing()
         if missing:
-            how = ("the download did not provide them (no network?): " if self.download
-                   else "set data.init_args.download: true (needs network) or ")
+            how = (f"download is on but it failed{failure or ' to provide them'} (no network here?): "
+                   if self.download else "set data.init_args.download: true (needs network) or ")
             raise ValueError(f"{self.tv_class.__name__} batches {missing} not found in '{self._folder()}'; "
                              f"{how}unpack {self.tv_class.url} into data.init_args.root "
                              f"(it must contain {self.tv_class.base_folder}/).")

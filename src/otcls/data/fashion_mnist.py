@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import urllib.error
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -61,11 +62,17 @@ class FashionMNISTLTDataModule(LongTailDataModule):
     def prepare_data(self) -> None:
         try:
             prepare_root(self.root, sources=(self.system_dir,))
-        except ValueError:
+        except ValueError as missing:
             if not self.download:
                 raise
-            FashionMNIST(self.root, train=True, download=True)
-            FashionMNIST(self.root, train=False, download=True)
+            try:
+                FashionMNIST(self.root, train=True, download=True)
+                FashionMNIST(self.root, train=False, download=True)
+            except (urllib.error.URLError, OSError, RuntimeError) as exc:  # no network, a bad archive
+                raise ValueError(f"Fashion-MNIST not found in '{self.root}' or '{self.system_dir}', and download is "
+                                 f"on but it failed ({type(exc).__name__}: {exc}; no network here?). Get it with "
+                                 f"'sudo apt-get install dataset-fashion-mnist' or put the four idx(.gz) files in "
+                                 f"data.root.") from missing
 
     def load_split(self, split: str) -> Optional[Tuple[FashionMNIST, np.ndarray]]:
         if split == "val":

@@ -56,7 +56,8 @@ class ImageNetLTDataModule(LongTailDataModule):
         path = os.path.join(self.list_dir, f"ImageNet_LT_{split}.txt")
         if not os.path.isfile(path):
             raise ValueError(f"{path} not found: download the ImageNet-LT lists (ImageNet_LT_train/val/test.txt, "
-                             f"Liu et al. 2019) into data.init_args.list_dir and the ImageNet-2012 images into data.init_args.root")
+                             f"Liu et al. 2019) into data.init_args.list_dir and the ImageNet-2012 images into data.init_args.root "
+                             f"(make imagenet-lt: LIST_DIR=... and DATA_ROOT=...).")
         return path
 
     def load_split(self, split: str) -> Optional[Tuple[ImageList, np.ndarray]]:
