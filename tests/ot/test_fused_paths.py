@@ -96,3 +96,35 @@ def test_mixed_domain_batch_matches_pot_per_problem_in_any_order():
             want = pot.bregman.sinkhorn_log(a[k].numpy(), b[k].numpy(), cost[k].numpy(), float(eps[k]),
                                             stopThr=1e-12, numItermax=500000)
             np.testing.assert_allclose(res.plan[k].numpy(), want, atol=1e-6, err_msg=f"problem {k}")
+
+
+@pytest.mark.parametrize("path", ["fused", "pytorch", "log"])
+def test_reported_error_is_relative_to_the_mass(path):
+    # marginals of mass 3: error is |Pᵀ1 - b|_1 / sum(a) of the returned plan, on every path
+    if path == "fused" and not fused.available():
+        pytest.skip("the fused C extension was not built here")
+    cost, a, b = problems(3, 20, 10, seed=6)
+    a, b = 3 * a, 3 * b
+    p = LinearProblem.build(cost, a, b, eps=0.01)
+    kw = dict(tol=1e-12, max_iter=10)
+    with pytest.warns(UserWarning, match="did not converge"):
+        res = sinkhorn_log(p, **kw) if path == "log" else sinkhorn(p, fused=path == "fused", **kw)
+    real = (res.plan.sum(-2) - b).abs().sum(-1) / 3.0
+    assert bool((real > 1e-6).all())
+    assert torch.allclose(res.error, real, rtol=1e-6, atol=0), (res.error, real)
+
+
+@pytest.mark.parametrize("path", ["fused", "pytorch", "log"])
+def test_reot_prior_matches_pot_on_every_path(path):
+    # RE-OT with prior Q is entropic OT with cost C - eps log Q (POT's kernel exp(-C/eps) Q)
+    if path == "fused" and not fused.available():
+        pytest.skip("the fused C extension was not built here")
+    cost, a, b = problems(2, 7, 5, seed=7)
+    Q = torch.rand(2, 7, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 2 + 0.1
+    p = LinearProblem.build(cost, a, b, eps=0.2, prior=Q)
+    kw = dict(tol=1e-11, max_iter=20000)
+    res = sinkhorn_log(p, **kw) if path == "log" else sinkhorn(p, fused=path == "fused", **kw)
+    for k in range(2):
+        want = pot.sinkhorn(a[k].numpy(), b[k].numpy(), (cost[k] - 0.2 * Q[k].log()).numpy(), 0.2,
+                            stopThr=1e-13, numItermax=100000)
+        np.testing.assert_allclose(res.plan[k].numpy(), want, atol=1e-9)
