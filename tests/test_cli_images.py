@@ -210,9 +210,9 @@ def test_mixed_precision_falls_back_on_cpu(capsys):
     assert cpu_precision_fallback("bf16-mixed", "gpu") is None  # an explicit GPU run keeps bf16
 
 
-def test_run_identity_from_loss_and_seed(fmnist_root, tmp_path, capsys):
-    """Without --trainer.default_root_dir a run's folder is <benchmark>/<loss>-s<seed>; a second fresh fit gets -v1,
-    a loss override gets its own folder, and --ckpt_path last only resumes the run it belongs to."""
+def test_run_identity_from_method_and_seed(fmnist_root, tmp_path, capsys):
+    """Without --trainer.default_root_dir a run's folder is <benchmark>/<method>-s<seed> (the method: the config's
+    folder name or --run_name); a second fresh fit gets -v1, and --ckpt_path last only resumes the run it belongs to."""
     bench = tmp_path / "bench"
     where = tmp_path / "where.yaml"  # the benchmark folder comes from a config file, as in the shipped configs
     where.write_text(f"trainer:\n  default_root_dir: {bench}/ce\n")
@@ -221,9 +221,9 @@ def test_run_identity_from_loss_and_seed(fmnist_root, tmp_path, capsys):
              "--trainer.limit_val_batches", "1", "--test_after_fit", "false"]
     run(["fit", *args])
     run(["fit", *args])
-    run(["fit", *args, "--model.init_args.loss", "focal"])
+    run(["fit", *args, "--model.init_args.loss", "focal", "--run_name", "focal"])
     assert sorted(os.listdir(bench)) == ["ce-s0", "ce-s0-v1", "focal-s0"]
-    assert "holds a finished run; this run goes to" in capsys.readouterr().err
+    assert "is taken by another run; this run goes to" in capsys.readouterr().err
     with pytest.raises(ValueError, match="trained with loss 'ce', this run uses 'focal'"):
         run(["fit", *args, "--model.init_args.loss", "focal", "--ckpt_path", str(bench / "ce-s0" / "checkpoints" / "last.ckpt")])
     with pytest.raises(ValueError, match="nothing to resume"):

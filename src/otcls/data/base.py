@@ -7,6 +7,7 @@ the same ``seed`` sees the same images.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -121,6 +122,12 @@ def channels_first(images: torch.Tensor) -> torch.Tensor:
 PIPELINES = ("workers", "device")
 
 
+def _check_positive_int(name: str, value, otherwise: str) -> None:
+    """A ValueError unless ``value`` is None or an integer >= 1 (0 would silently mean "all" in a truth test)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be an integer >= 1 {otherwise}, got {value!r}")
+
+
 class LongTailDataModule(L.LightningDataModule):
     """Long-tailed train set, stratified validation split, and balanced/LT/reverse-LT test sets.
 
@@ -178,6 +185,21 @@ class LongTailDataModule(L.LightningDataModule):
             raise ValueError(f"val_per_class must be >= 1 (or null to use val_fraction), got {val_per_class}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        _check_positive_int("n_max", n_max, "(or null for the largest class of the training set)")
+        _check_positive_int("max_test_per_class", max_test_per_class, "(or null for every test image)")
+        _check_positive_int("eval_batch_size", eval_batch_size, "(or null for batch_size)")
+        if imbalance_factor is not None and not (isinstance(imbalance_factor, (int, float)) and imbalance_factor >= 1):
+            raise ValueError(f"imbalance_factor must be a number >= 1 (n_max / n_min), or null for the full "
+                             f"training set; got {imbalance_factor!r}")
+        if test_imbalance_factor is not None and not (isinstance(test_imbalance_factor, (int, float))
+                                                      and test_imbalance_factor >= 1):
+            raise ValueError(f"test_imbalance_factor must be a number >= 1, or null; got {test_imbalance_factor!r}")
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if isinstance(root, str) and os.path.isfile(root):
+            raise ValueError(f"data root '{root}' is a file; give the folder that holds (or will hold) the dataset")
         self.save_hyperparameters()
         self.root = root
         self.imbalance_factor, self.n_max, self.val_fraction = imbalance_factor, n_max, val_fraction
