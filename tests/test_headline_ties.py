@@ -15,14 +15,14 @@ def run(value):
 
 
 SUMMARY = {"methods": {
-    "ce": {"seeds": {"0": run(50.0), "1": run(58.0), "2": run(72.0), "3": run(36.0)}},
-    # per seed against ce: 0 (a tie), +2, -2, +4; seed 4 has no ce run; seed 5 lacks the cell
+    "ce": {"seeds": {"0": run(50.0), "1": run(58.0), "2": run(72.0), "3": run(36.0), "5": run(10.0)}},
+    # per seed against ce: 0 (a tie), +2, -2, +4; seed 4 has no ce run; reot's seed 5 lacks the cell
     "reot": {"seeds": {"0": run(50.0), "1": run(60.0), "2": run(70.0), "3": run(40.0), "4": run(99.0), "5": {}}},
 }}
 
 
 def test_paired_differences_by_hand():
-    # diffs 0, 2, -2, 4: mean 1, sample std sqrt((1 + 1 + 9 + 9) / 3) = 2.58; a tie is not a gain: 2 of 4 > 0
+    # diffs 0, 2, -2, 4 (seed 5: none, reot lacks the cell): mean 1, sample std sqrt((1 + 1 + 9 + 9) / 3) = 2.58; a tie is not a gain: 2 of 4 > 0
     assert paired_table(SUMMARY, "ce", [(KEY, LABEL)]) == (
         "| training loss − ce | balanced · softmax |\n"
         "|---|---|\n"
@@ -30,12 +30,12 @@ def test_paired_differences_by_hand():
 
 
 def test_headline_cells_by_hand():
-    # ce: 50, 58, 72, 36 -> mean 54, sample std sqrt((16 + 16 + 324 + 324) / 3) = 15.06
+    # ce: 50, 58, 72, 36, 10 -> mean 45.2, sample std sqrt((23.04 + 163.84 + 718.24 + 84.64 + 1239.04) / 4) = 23.605
     # reot: 50, 60, 70, 40, 99 (seed 5 has no value) -> mean 63.8, sample std 22.63
     assert headline_table(SUMMARY, [(KEY, LABEL)]) == (
         "| training loss | seeds | balanced · softmax |\n"
         "|---|---|---|\n"
-        "| ce | 4 | 54.00 ± 15.06 |\n"
+        "| ce | 5 | 45.20 ± 23.61 |\n"
         "| reot | 6 | 63.80 ± 22.63 |\n")
 
 
