@@ -168,3 +168,32 @@ def test_cli_checkpoints_of_another_class_count_or_broken(fmnist_root, tmp_path)
                            "--ckpt_path", str(cut)], env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "cut.ckpt' is truncated" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_custom_npz_with_out_of_range_test_labels_stops_at_setup(tmp_path):
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(os.path.dirname(CFG), "examples", "custom_data"))
+    try:
+        from npz_datamodule import NpzDataModule
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "bad.npz"
+    np.savez(path, train_images=rng.integers(0, 255, (12, 4, 4), dtype=np.uint8), train_labels=np.repeat([0, 1, 2], 4),
+             test_a_images=rng.integers(0, 255, (3, 4, 4), dtype=np.uint8), test_a_labels=np.array([0, 1, 5]))
+    with pytest.raises(ValueError, match=r"test_a_labels range over \[0, 5\] but the training labels define classes 0 … 2"):
+        NpzDataModule(str(path)).setup("fit")
+
+
+def test_report_labels_runs_by_their_identity(tmp_path):
+    from otcls.reporting.report import run_label
+
+    for folder, name in (("a/ldam_drw-s0", "ldam_drw-s0"), ("a/ldam_drw-s0-v1", "ldam_drw-s0"),
+                         ("sweep/ldam_drw/seed1", "ldam_drw-s1")):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "run.json").write_text(json.dumps({"name": name}))
+    assert [run_label(str(tmp_path / f)) for f in ("a/ldam_drw-s0", "a/ldam_drw-s0-v1", "sweep/ldam_drw/seed1")] == \
+        ["ldam_drw-s0", "ldam_drw-s0-v1", "ldam_drw-s1"]
+    (tmp_path / "old" / "ce").mkdir(parents=True)  # a run folder from before run.json: its folder name
+    assert run_label(str(tmp_path / "old" / "ce")) == "ce"

@@ -52,13 +52,22 @@ class NpzDataModule(L.LightningDataModule):
             raise ValueError(f"{self.path} needs train_images / train_labels and at least one test_<name>_images / "
                              f"test_<name>_labels; it has {sorted(arrays)}")
         x, y = self._tensors(arrays["train_images"], arrays["train_labels"])
+        if len(y) == 0 or int(y.min()) < 0:
+            raise ValueError(f"{self.path}: train_labels must be class indices 0 … C-1 (got {len(y)} labels, "
+                             f"smallest {int(y.min()) if len(y) else None})")
         self.num_classes = int(y.max()) + 1
         train, val = self._hold_out(y)
         self.class_counts = torch.bincount(y[train], minlength=self.num_classes).tolist()
         self._sets["train"] = TensorDataset(x[train], y[train])
         self._sets["val"] = TensorDataset(x[val], y[val])
         for name in self.test_variants:
+            if f"test_{name}_labels" not in arrays:
+                raise ValueError(f"{self.path} has test_{name}_images but no test_{name}_labels")
             tx, ty = self._tensors(arrays[f"test_{name}_images"], arrays[f"test_{name}_labels"])
+            if len(ty) and (int(ty.min()) < 0 or int(ty.max()) >= self.num_classes):
+                # checked here, at setup, before training: the test loop would fail only after the whole fit
+                raise ValueError(f"{self.path}: test_{name}_labels range over [{int(ty.min())}, {int(ty.max())}] but "
+                                 f"the training labels define classes 0 … {self.num_classes - 1}")
             # the sample index lets otcls count every test image once under DDP
             self._sets[name] = TensorDataset(tx, ty, torch.arange(len(ty)))
 

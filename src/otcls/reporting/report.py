@@ -22,12 +22,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from otcls.reporting.results import flat_test_metrics, load_test_results, read_metrics_csv, split_key  # noqa: E402
+from otcls.reporting.results import (flat_test_metrics, load_test_results, read_metrics_csv, run_identity,  # noqa: E402
+                                    split_key)
 from otcls.reporting.tables import markdown_table  # noqa: E402
 
 
 def run_label(run_dir: str) -> str:
-    """``.../reot_ratio/seed0`` → ``reot_ratio/seed0``; ``.../ce`` → ``ce``."""
+    """The run's identity from its ``run.json`` (``ldam_drw-s0``; ``ldam_drw-s0-v1`` for a second folder of the same
+    identity); without one, ``.../reot_ratio/seed0`` → ``reot_ratio/seed0``, ``.../ce`` → ``ce``."""
+    identity = run_identity(run_dir)
+    folder = os.path.basename(os.path.normpath(run_dir))
+    if identity:
+        return folder if folder.startswith(identity + "-v") else identity
     parts = os.path.normpath(run_dir).split(os.sep)
     return "/".join(parts[-2:]) if parts[-1].startswith("seed") and len(parts) > 1 else parts[-1]
 

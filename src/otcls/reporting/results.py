@@ -28,6 +28,19 @@ def read_metrics_csv(run_dir: str) -> List[Dict[str, float]]:
     return rows
 
 
+def run_identity(run_dir: str) -> Optional[str]:
+    """The run's identity (``<method>-s<seed>``) from the ``run.json`` that ``otcls fit`` writes; None without one."""
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as fh:
+            name = json.load(fh).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name else None
+
+
 def load_test_results(run_dir: str) -> Optional[dict]:
     path = os.path.join(run_dir, "test_results.json")
     if not os.path.isfile(path):
