@@ -197,3 +197,12 @@ def test_report_labels_runs_by_their_identity(tmp_path):
         ["ldam_drw-s0", "ldam_drw-s0-v1", "ldam_drw-s1"]
     (tmp_path / "old" / "ce").mkdir(parents=True)  # a run folder from before run.json: its folder name
     assert run_label(str(tmp_path / "old" / "ce")) == "ce"
+
+
+@pytest.mark.parametrize("text,message", [("{trunc", "is not valid JSON"), ('{"other": 1}', "has no 'results' mapping")])
+def test_broken_test_results_are_named(tmp_path, text, message):
+    from otcls.reporting.results import flat_test_metrics
+
+    (tmp_path / "test_results.json").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        flat_test_metrics(str(tmp_path))

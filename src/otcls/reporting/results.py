@@ -45,8 +45,16 @@ def load_test_results(run_dir: str) -> Optional[dict]:
     path = os.path.join(run_dir, "test_results.json")
     if not os.path.isfile(path):
         return None
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path) as fh:
+            res = json.load(fh)
+    except ValueError as err:  # json.JSONDecodeError; also a file cut short by an interrupted write
+        raise ValueError(f"{path} is not valid JSON ({err}); the test that wrote it was interrupted: rerun "
+                         f"'otcls test' on the run's checkpoint") from err
+    if not isinstance(res, dict) or not isinstance(res.get("results"), dict):
+        raise ValueError(f"{path} has no 'results' mapping (test set → inference setting → metrics); it was not "
+                         "written by an otcls test run")
+    return res
 
 
 def flat_test_metrics(run_dir: str) -> Dict[str, float]:
