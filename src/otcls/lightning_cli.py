@@ -149,9 +149,11 @@ def run_name(cfg, method: Optional[str] = None) -> str:
 def method_from_configs(args: List[str]) -> Optional[str]:
     """The method config's name: the last folder of the last ``trainer.default_root_dir`` that a ``--config``
     file sets (a command-line ``--trainer.default_root_dir`` does not count: a sweep's ``.../ldam_drw/seed0`` must
-    not rename the method). None when no config file sets one."""
+    not rename the method). None when no config file sets one, or when the command line sets the loss."""
     import yaml
 
+    if any(a == "--model.init_args.loss" or a.startswith("--model.init_args.loss=") for a in args):
+        return None  # another loss on top of a method config is another method: the loss names it
     paths = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
     paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
     name = None
