@@ -32,7 +32,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -146,30 +146,53 @@ def run_name(cfg, method: Optional[str] = None) -> str:
     return f"{name}-s{cfg.get('seed_everything')}"
 
 
-def method_from_configs(args: List[str]) -> Optional[str]:
-    """The method config's name: the last folder of the last ``trainer.default_root_dir`` that a ``--config``
-    file sets (a command-line ``--trainer.default_root_dir`` does not count: a sweep's ``.../ldam_drw/seed0`` must
-    not rename the method). None when no config file sets one, or when the command line sets the loss."""
+def _config_files(args: List[str]) -> List[dict]:
+    """The parsed YAML of each ``--config`` file in ``args``, in order (YAML strings and unreadable files are
+    skipped: LightningCLI says what is wrong with them)."""
     import yaml
 
-    if any(a == "--model.init_args.loss" or a.startswith("--model.init_args.loss=") for a in args):
-        return None  # another loss on top of a method config is another method: the loss names it
     paths = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
     paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-    name = None
+    out = []
     for path in paths:
         if not os.path.isfile(path):
-            continue  # a YAML string or a missing file: LightningCLI says what is wrong with it
+            continue
         try:
             with open(path) as fh:
                 cfg = yaml.safe_load(fh)
         except (OSError, yaml.YAMLError):
             continue
-        trainer = cfg.get("trainer") if isinstance(cfg, dict) else None
-        root = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
+        if isinstance(cfg, dict):
+            out.append(cfg)
+    return out
+
+
+def _nested(cfg, *keys: str):
+    for key in keys:
+        cfg = cfg.get(key) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def method_from_configs(args: List[str]) -> Optional[str]:
+    """The method config's name: the last folder of the last ``trainer.default_root_dir`` that a ``--config``
+    file sets (a command-line ``--trainer.default_root_dir`` does not count: a sweep's ``.../ldam_drw/seed0`` must
+    not rename the method). None when no config file sets one."""
+    name = None
+    for cfg in _config_files(args):
+        root = _nested(cfg, "trainer", "default_root_dir")
         if isinstance(root, str) and root.strip():
             name = os.path.basename(os.path.normpath(root))
     return name
+
+
+def method_of_run(cfg, args: List[str]) -> Optional[str]:
+    """:func:`method_from_configs`, unless the resolved loss of ``cfg`` is not the last one the config files set:
+    another loss given on the command line (in any spelling) on top of a method config is another method, and the
+    loss then names the run."""
+    losses = [loss for loss in (_nested(f, "model", "init_args", "loss") for f in _config_files(args)) if loss]
+    if losses and loss_name(cfg) != str(losses[-1]):
+        return None
+    return method_from_configs(args)
 
 
 def resolve_checkpoint_pattern(path: str, seed) -> str:
@@ -293,16 +316,19 @@ def check_trainer_length(trainer) -> None:
 
 class OTCLSCLI(LightningCLI):
     def __init__(self, *args, explicit_root: bool = False, explicit_data_seed: bool = False,
-                 method: Optional[str] = None, **kwargs) -> None:
+                 method_args: Sequence[str] = (), **kwargs) -> None:
         self.explicit_root = explicit_root  # --trainer.default_root_dir on the command line: used as given
         self.explicit_data_seed = explicit_data_seed
-        self.method = method  # the method config's name (method_from_configs)
+        self.method_args = list(method_args)  # the command line, for the run's method (method_of_run)
+        self.method: Optional[str] = None
         super().__init__(*args, **kwargs)
 
     def before_instantiate_classes(self) -> None:
         """The data seed (long-tailed subsample, validation hold-out, test variants) follows
-        ``seed_everything`` unless ``--data.init_args.seed`` is given, so a sweep over seeds varies both."""
+        ``seed_everything`` unless ``--data.init_args.seed`` is given, so a sweep over seeds varies both. The run's
+        method (its identity) is settled here, from the resolved config (:func:`method_of_run`)."""
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        self.method = method_of_run(cfg, self.method_args)
         args = init_args(cfg, "data")
         seed = cfg.get("seed_everything") if cfg is not None else None
         if (not self.explicit_data_seed and args is not None and "seed" in args and isinstance(seed, int)
@@ -558,5 +584,5 @@ def run(argv: Optional[List[str]] = None) -> int:
              save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
              args=None if from_command_line else args,
              explicit_root=given("--trainer.default_root_dir"), explicit_data_seed=given("--data.init_args.seed"),
-             method=method_from_configs(args))
+             method_args=args)
     return 0
