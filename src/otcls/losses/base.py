@@ -1,6 +1,7 @@
 """Shared pieces of the classification losses: input checks, class-count checks, the base class."""
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Sequence, Union
 
 import torch
@@ -44,6 +45,30 @@ def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, num_classe
     if int(lo) < 0 or int(hi) >= num_classes:
         raise ValueError(f"targets must lie in [0, {num_classes}); got values in [{int(lo)}, {int(hi)}]")
     return targets
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when its type is narrower (bfloat16, float16), else unchanged (float64 stays).
+
+    Losses compute in at least float32: under mixed precision (``bf16-mixed``, ``16-mixed``) the model's
+    logits arrive in bf16 / fp16, whose 8 / 11-bit mantissas round a log-prior (``log 5000`` ≈ 8.5 is kept
+    to ±0.03) or an OT solve's potentials well beyond CE's own rounding. Autograd casts the gradient
+    back to ``x``'s type.
+    """
+    return x.float() if x.is_floating_point() and torch.finfo(x.dtype).bits < 32 else x
+
+
+def autocast_off(device: Union[torch.device, str]):
+    """A context with autocast disabled on ``device``'s type (a no-op where it has no autocast).
+
+    Inside an autocast region, matrix products (the solver's kernel-vector ``bmm``) run in bf16 / fp16
+    even on float32 inputs; OT solves inside the losses are wrapped in this, on :func:`full_precision`
+    inputs, so they run in float32.
+    """
+    kind = torch.device(device).type
+    if torch.amp.is_autocast_available(kind):
+        return torch.autocast(device_type=kind, enabled=False)
+    return contextlib.nullcontext()
 
 
 def as_counts(class_counts: Optional[Counts], num_classes: int, *, who: str, positive: bool = True) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Long-tail baseline losses, each its published formula (mean over the batch).
 
 p = softmax(z), y the target, n_j the training count of class j, π_j = n_j / Σ n.
+Each computes in at least float32 (bf16 / fp16 logits are cast up, see :func:`~otcls.losses.base.full_precision`).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from otcls.losses.base import ClassificationLoss, Counts, as_counts
+from otcls.losses.base import ClassificationLoss, Counts, as_counts, full_precision
 from otcls.losses.registry import LOSSES
 
 
@@ -36,6 +37,7 @@ class CrossEntropy(ClassificationLoss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         return F.cross_entropy(logits, targets)
 
 
@@ -51,6 +53,7 @@ class FocalLoss(ClassificationLoss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         logp_y = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
         return (-(1.0 - logp_y.exp()).pow(self.gamma) * logp_y).mean()
 
@@ -99,6 +102,7 @@ class LDAMLoss(ClassificationLoss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         margin = self.margins.to(logits.dtype)[targets]
         adjusted = logits - F.one_hot(targets, self.num_classes).to(logits.dtype) * margin[:, None]
         weight = self.drw_weights.to(logits.dtype) if self.drw_active else None
@@ -125,6 +129,7 @@ class LogitAdjustedLoss(ClassificationLoss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         return F.cross_entropy(logits + self.tau * self.log_prior.to(logits.dtype), targets)
 
 
@@ -142,6 +147,7 @@ class BalancedSoftmax(ClassificationLoss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         return F.cross_entropy(logits + self.log_counts.to(logits.dtype), targets)
 
 
@@ -161,6 +167,7 @@ class ClassBalancedCE(ClassificationLoss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         nll = F.cross_entropy(logits, targets, reduction="none")
         return (self.weights.to(logits.dtype)[targets] * nll).mean()
 
@@ -185,6 +192,7 @@ class ClassBalancedFocal(ClassificationLoss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         sign = 2.0 * F.one_hot(targets, self.num_classes).to(logits.dtype) - 1.0
         log_pt = F.logsigmoid(sign * logits)
         focal = -(1.0 - log_pt.exp()).pow(self.gamma) * log_pt

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from otcls.losses.base import Counts, as_class_indices, as_counts
+from otcls.losses.base import Counts, as_class_indices, as_counts, autocast_off, full_precision
 from otcls.losses.registry import LOSSES
 from otcls.ot import solve
 
@@ -227,17 +227,19 @@ class REOTContrastiveLoss(ContrastiveLoss):
 
     def log_coupling(self, z1: torch.Tensor, z2: torch.Tensor,
                      labels: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(log P, a)``: the RE-OT coupling between the 2N stacked views, in the log domain."""
+        """``(log P, a)``: the RE-OT coupling between the 2N stacked views, in the log domain; solved in
+        float32 or wider with autocast off (bf16 / fp16 projections are cast up, as in the classification losses)."""
         n = z1.shape[0]
-        cost = 1.0 - stacked_similarity(z1, z2)
-        prior = self.prior_matrix(labels, n, cost)
-        a = torch.full((2 * n,), 1.0 / (2 * n), dtype=cost.dtype, device=cost.device)
-        if self.coupling == "semi":
-            res = solve(cost, a, eps=self.temperature, prior=prior)
-        else:
-            res = solve(cost, a, a, eps=self.temperature, prior=prior, tol=None,
-                        max_iter=self.sinkhorn_iters, grad="autodiff")
-        log_p = torch.log(prior) + (res.f[:, None] + res.g[None, :] - cost) / self.temperature
+        with autocast_off(z1.device):
+            cost = 1.0 - stacked_similarity(full_precision(z1), full_precision(z2))
+            prior = self.prior_matrix(labels, n, cost)
+            a = torch.full((2 * n,), 1.0 / (2 * n), dtype=cost.dtype, device=cost.device)
+            if self.coupling == "semi":
+                res = solve(cost, a, eps=self.temperature, prior=prior)
+            else:
+                res = solve(cost, a, a, eps=self.temperature, prior=prior, tol=None,
+                            max_iter=self.sinkhorn_iters, grad="autodiff")
+            log_p = torch.log(prior) + (res.f[:, None] + res.g[None, :] - cost) / self.temperature
         return log_p, a
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:

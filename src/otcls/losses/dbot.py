@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from otcls.losses.base import ClassificationLoss, Counts, as_counts
+from otcls.losses.base import ClassificationLoss, Counts, as_counts, autocast_off, full_precision
 from otcls.losses.registry import LOSSES
 
 RATIO_KINDS = ("train", "batch")
@@ -71,10 +71,12 @@ class DBOTLoss(ClassificationLoss):
         return train_prior
 
     def plan(self, logits: torch.Tensor, targets: torch.Tensor):
-        """Solve the batch DB-OT problem; returns (OTResult, kept class indices)."""
+        """Solve the batch DB-OT problem; returns (OTResult, kept class indices). The solve runs in float32
+        or wider, with autocast off: bf16 / fp16 logits are cast up (the plan and potentials are float32)."""
         from otcls.ot import solve
 
         _check_finite_logits(logits)
+        logits = full_precision(logits)
         b = logits.shape[0]
         keep = torch.arange(self.num_classes, device=logits.device)
         use_batch = self.ratio_kind == "batch"
@@ -104,12 +106,15 @@ class DBOTLoss(ClassificationLoss):
         if self.delta is not None:
             lower = ((1.0 - self.delta) * r).clamp_min(0.0)
             upper = (1.0 + self.delta) * r
-        res = solve(-z, a, eps=self.tau, prior=prior, lower=lower, upper=upper,
-                    tol=None, max_iter=self.iters, grad="autodiff")
+        with autocast_off(logits.device):
+            res = solve(-z, a, eps=self.tau, prior=prior, lower=lower, upper=upper,
+                        tol=None, max_iter=self.iters, grad="autodiff")
         return res, keep
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss, in float32 for bf16 / fp16 logits (as ``F.cross_entropy`` under autocast)."""
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         res, keep = self.plan(logits, targets)
         col = torch.full((self.num_classes,), -1, dtype=torch.long, device=logits.device)
         col[keep] = torch.arange(keep.numel(), device=logits.device)

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from otcls.losses.base import ClassificationLoss, Counts, as_counts
+from otcls.losses.base import ClassificationLoss, Counts, as_counts, autocast_off, full_precision
 from otcls.losses.registry import LOSSES
 
 PRIOR_KINDS = ("ratio", "batch", "mix", "teacher")
@@ -106,7 +106,8 @@ class REOTLoss(ClassificationLoss):
 
     def log_prior(self, logits: torch.Tensor, targets: torch.Tensor,
                   teacher_probs: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """log Q, broadcastable to ``logits`` ((C,) or (B, C))."""
+        """log Q, broadcastable to ``logits`` ((C,) or (B, C)); float32 for bf16 / fp16 logits."""
+        logits = full_precision(logits)
         q = (1.0 - self.lam) / self.num_classes + self.lam * self._r(targets, teacher_probs, logits)
         if self.sharpen != 1.0:
             q = q.pow(self.sharpen)
@@ -115,11 +116,16 @@ class REOTLoss(ClassificationLoss):
             from otcls.ot import scale_prior
 
             b = logits.shape[0]
-            q = scale_prior(q.expand_as(logits), torch.full((b,), 1.0 / b, dtype=logits.dtype, device=logits.device),
-                            self.ratio.to(logits.dtype))
+            # float32 cannot meet scale_prior's default tol 1e-9 (its marginals stall near 3e-8)
+            tol = 1e-9 if logits.dtype == torch.float64 else 1e-6
+            with autocast_off(logits.device):
+                q = scale_prior(q.expand_as(logits), torch.full((b,), 1.0 / b, dtype=logits.dtype, device=logits.device),
+                                self.ratio.to(logits.dtype), tol=tol)
         return q.log()
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
                 teacher_probs: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The loss, in float32 for bf16 / fp16 logits (as ``F.cross_entropy`` under autocast)."""
         targets = self.check(logits, targets)
+        logits = full_precision(logits)
         return F.cross_entropy(logits / self.tau + self.log_prior(logits, targets, teacher_probs), targets)
