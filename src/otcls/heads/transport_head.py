@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from otcls.inference.priors import PriorSpec, resolve_prior
-from otcls.inference.scores import MODES, check_logits, ot_scores
+from otcls.inference.scores import MODES, STREAM_MODES, check_logits, ot_scores
 from otcls.heads.classifiers import build_classifier
 from otcls.losses import build_loss
 from otcls.losses.base import Counts, as_counts
@@ -23,10 +23,13 @@ class TransportHead(nn.Module):
     Inference modes (``MODES``): ``softmax``; ``tau_norm`` (Kang et al., 2020: logits
     recomputed with w_j/||w_j||^τ); ``class_bias`` (post-hoc logit adjustment,
     z - τ·log π_s + τ·log b, π_s the prior the loss calibrates softmax to); ``reot`` (coupling in U(1/n, b), Sinkhorn) and ``dbot``
-    (rows 1/n, columns in [(1-δ)b, (1+δ)b]), both with cost -z and regulariser ``eps``, over
-    the logits passed in (one batch, or the whole set via
-    :func:`otcls.inference.whole_set_predict`). ``b`` is ``test_prior``: ``train``,
-    ``uniform``, ``reverse``, ``estimated`` (EM, Saerens et al. 2002) or a vector.
+    (rows 1/n, columns in bounds around b: by default the binomial interval of a coupling of n rows'
+    class shares, ``delta="binomial"``; or ``[(1-δ)b, (1+δ)b]`` for a number δ), both with cost -z and
+    regulariser ``eps``, over the logits passed in (one batch, or the whole set via
+    :func:`otcls.inference.whole_set_predict`); ``reot_stream`` / ``dbot_stream`` (the batches of
+    ``batch_size`` served in turn, class potentials carried across them, converging to the whole-set
+    coupling: :mod:`otcls.inference.streaming`). ``b`` is ``test_prior``: ``train``,
+    ``uniform``, ``reverse``, ``estimated`` (EM, Saerens et al. 2002; online EM for the stream modes) or a vector.
     """
 
     def __init__(self, in_features: int, num_classes: int, *, loss: str = "ce",
@@ -100,9 +103,10 @@ class TransportHead(nn.Module):
                              source_prior=source).to(logits)
 
     def predict_scores(self, logits: torch.Tensor, mode: str = "softmax", test_prior: PriorSpec = "uniform", *,
-                       eps: float = 1.0, delta: float = 0.1, tau: float = 1.0,
+                       eps: float = 1.0, delta: Any = "binomial", level: float = 0.95, tau: float = 1.0,
                        source_prior: Optional[PriorSpec] = None, tol: Optional[float] = 1e-4,
-                       max_iter: int = 5000, batch_size: Optional[int] = None, seed: int = 0) -> torch.Tensor:
+                       max_iter: int = 5000, batch_size: Optional[int] = None, seed: int = 0,
+                       stream_step: float = 1.0, passes: int = 1) -> torch.Tensor:
         """(n, C) class scores whose rows sum to 1 (probabilities / row-normalised coupling), computed
         from :meth:`calibrated_logits` (the raw logits times the loss's logit scale).
 
@@ -110,7 +114,9 @@ class TransportHead(nn.Module):
         softmax of these logits assumes, used by ``class_bias`` and ``estimated`` (default:
         :meth:`calibrated_prior`, which follows the training loss). ``batch_size`` / ``seed``:
         OT inference per random batch of that size instead of over all rows (see
-        :func:`otcls.inference.ot_scores`).
+        :func:`otcls.inference.ot_scores`). ``delta`` / ``level``: DB-OT column bounds (``"binomial"`` at
+        ``level``, sized from the coupling's number of rows; or a number δ). ``stream_step`` / ``passes``:
+        step rule ``η0`` and replays of the stream modes.
 
         Every mode needs finite logits (NaN / inf rows raise, naming how many). OT modes: bfloat16 / float16
         logits are coupled, and scored, in float32; a set (or last batch) of fewer rows than classes is too
@@ -129,17 +135,21 @@ class TransportHead(nn.Module):
             weight = self.classifier.weight
             bias = 0.0 if self.classifier.bias is None else self.classifier.bias
             return self.calibrated_logits((logits - bias) / weight.norm(dim=1).pow(tau)).softmax(-1)
-        if mode in ("reot", "dbot") and torch.finfo(logits.dtype).bits < 32:
+        if mode in ("reot", "dbot", *STREAM_MODES) and torch.finfo(logits.dtype).bits < 32:
             logits = logits.float()  # the coupling (and the prior b it must meet) in float32, not bf16 / fp16
         logits = self.calibrated_logits(logits)
         if mode == "softmax":
             return logits.softmax(-1)
-        prior = self._prior(test_prior, logits, source_prior)
+        if mode in STREAM_MODES and isinstance(test_prior, str) and test_prior == "estimated":
+            prior = None  # estimated on the stream (online EM), not on the whole set the stream never holds
+        else:
+            prior = self._prior(test_prior, logits, source_prior)
         if mode == "class_bias":
             source = self.calibrated_prior(source_prior).to(logits)
             return (logits - tau * source.log() + tau * prior.log()).softmax(-1)
-        return ot_scores(logits, prior, mode=mode, eps=eps, delta=delta, tol=tol, max_iter=max_iter,
-                         batch_size=batch_size, seed=seed, source_prior=lambda: self.calibrated_prior(source_prior))
+        return ot_scores(logits, prior, mode=mode, eps=eps, delta=delta, level=level, tol=tol, max_iter=max_iter,
+                         batch_size=batch_size, seed=seed, source_prior=lambda: self.calibrated_prior(source_prior),
+                         stream_step=stream_step, passes=passes)
 
     @torch.no_grad()
     def predict(self, logits: torch.Tensor, mode: str = "softmax", test_prior: PriorSpec = "uniform",

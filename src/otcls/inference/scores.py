@@ -7,9 +7,12 @@ from typing import Callable, Optional, Union
 
 import torch
 
-MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
-PRIOR_MODES = ("class_bias", "reot", "dbot")  # modes that take a test prior
-OT_MODES = ("reot", "dbot")  # modes that couple a set of samples
+from otcls.inference.bounds import BOUNDS, column_bounds
+
+MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot", "reot_stream", "dbot_stream")
+PRIOR_MODES = ("class_bias", "reot", "dbot", "reot_stream", "dbot_stream")  # modes that take a test prior
+OT_MODES = ("reot", "dbot", "reot_stream", "dbot_stream")  # modes that couple a set of samples
+STREAM_MODES = ("reot_stream", "dbot_stream")  # OT modes whose class potentials are carried across batches
 
 
 class SmallCouplingWarning(UserWarning):
@@ -52,14 +55,26 @@ def prior_shift_scores(logits: torch.Tensor, prior: torch.Tensor,
     return (logits + log_b - log_s).softmax(-1)
 
 
-def ot_scores(logits: torch.Tensor, prior: torch.Tensor, *, mode: str, eps: float = 1.0, delta: float = 0.1,
+def ot_scores(logits: torch.Tensor, prior: Optional[torch.Tensor], *, mode: str, eps: float = 1.0,
+              delta: Union[float, str] = "binomial", level: float = 0.95,
               tol: Optional[float] = 1e-4, max_iter: int = 5000, batch_size: Optional[int] = None,
               seed: int = 0, min_rows: Optional[int] = None,
-              source_prior: Union[torch.Tensor, Callable[[], torch.Tensor], None] = None) -> torch.Tensor:
+              source_prior: Union[torch.Tensor, Callable[[], torch.Tensor], None] = None,
+              stream_step: float = 1.0, passes: int = 1) -> torch.Tensor:
     """Row-normalised coupling n·P between samples and classes, cost C = -logits.
 
     ``reot``: P ∈ U(1/n, b) (balanced Sinkhorn, entropic regulariser ``eps``).
-    ``dbot``: rows 1/n, columns in [(1-δ)·b, (1+δ)·b] (exact DB-OT dual ascent).
+    ``dbot``: rows 1/n, columns in [l, u] (exact DB-OT dual ascent). ``delta="binomial"`` (default):
+    ``[l_j, u_j]`` is the central binomial interval at ``level`` of the class-j share ``N_j / n`` of a
+    coupling of ``n`` rows drawn with prior ``b`` (:func:`otcls.inference.bounds.column_bounds`), i.e. the
+    constraint is as loose as the batch's own sampling noise; a number ``delta`` gives ``[(1-δ)·b, (1+δ)·b]``.
+
+    ``reot_stream`` / ``dbot_stream``: the batches (``batch_size`` required, same seeded order) are served
+    one after another by :class:`otcls.inference.streaming.StreamingCoupling`, which carries the class
+    potentials across batches (averaged stochastic semi-dual ascent, step ``stream_step / sqrt(k)``; the
+    stream is replayed ``passes`` times) and converges to the whole-set coupling. ``prior=None`` estimates
+    the prior on the stream (online EM against ``source_prior``); ``batch_size=None`` is the whole-set
+    coupling itself.
     ``batch_size=None`` couples all n rows at once (whole set). Otherwise the rows are put in a
     seeded random order and cut into batches of ``batch_size`` (the last one shorter), and each
     batch gets its own coupling with the same ``b`` — the DB-OT paper's per-batch inference, whose
@@ -77,15 +92,18 @@ def ot_scores(logits: torch.Tensor, prior: torch.Tensor, *, mode: str, eps: floa
     Logits in a type below float32's precision (bfloat16, float16) are cast up: the coupling is solved, and
     the scores returned, in float32 (``exp(-C/eps)`` in bfloat16 keeps 3 digits and misses its marginals).
     """
-    if mode not in ("reot", "dbot"):
-        raise ValueError(f"ot_scores mode must be 'reot' or 'dbot'; got '{mode}'")
+    if mode not in OT_MODES:
+        raise ValueError(f"ot_scores mode must be one of {', '.join(OT_MODES)}; got '{mode}'")
     if _number(eps) is None or not math.isfinite(eps) or eps <= 0:
         raise ValueError(f"eps must be a finite number > 0; got {eps!r}")
     check_logits(logits)
-    if mode == "dbot" and (_number(delta) is None or not delta >= 0):
-        raise ValueError(f"dbot inference needs a number delta >= 0; got {delta!r}")
+    if mode.startswith("dbot") and not (delta in BOUNDS or (_number(delta) is not None and delta >= 0)):
+        raise ValueError(f"dbot inference needs a number delta >= 0 or one of {', '.join(BOUNDS)}; got {delta!r}")
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"OT inference batch_size must be an integer >= 1 or None (whole set); got {batch_size!r}")
+    if mode in STREAM_MODES:
+        return _stream(logits, prior, mode, eps, delta, level, tol, max_iter, batch_size, seed, source_prior,
+                       stream_step, passes)
     if not isinstance(prior, torch.Tensor) or prior.shape != (logits.shape[1],):
         raise ValueError(f"prior must be a ({logits.shape[1]},) tensor; got "
                          f"{tuple(prior.shape) if isinstance(prior, torch.Tensor) else type(prior).__name__}")
@@ -106,7 +124,7 @@ def ot_scores(logits: torch.Tensor, prior: torch.Tensor, *, mode: str, eps: floa
         source = source_prior() if callable(source_prior) else source_prior
         return prior_shift_scores(logits, prior, source)
     if batch_size is None or batch_size >= n:
-        return _coupling(logits, prior, mode, eps, delta, tol, max_iter)
+        return _coupling(logits, prior, mode, eps, delta, level, tol, max_iter)
     gen = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(n, generator=gen).to(logits.device)
     k = n // batch_size
@@ -116,14 +134,37 @@ def ot_scores(logits: torch.Tensor, prior: torch.Tensor, *, mode: str, eps: floa
     scores = torch.empty_like(logits)
     if k:
         head = logits[order[:full]].reshape(k, batch_size, -1)
-        scores[order[:full]] = _coupling(head, prior, mode, eps, delta, tol, max_iter).reshape(full, -1)
+        scores[order[:full]] = _coupling(head, prior, mode, eps, delta, level, tol, max_iter).reshape(full, -1)
     if full < n:
-        scores[order[full:]] = _coupling(logits[order[full:]], prior, mode, eps, delta, tol, max_iter)
+        scores[order[full:]] = _coupling(logits[order[full:]], prior, mode, eps, delta, level, tol, max_iter)
     return scores
 
 
-def _coupling(logits: torch.Tensor, prior: torch.Tensor, mode: str, eps: float, delta: float,
-              tol: Optional[float], max_iter: int) -> torch.Tensor:
+def _stream(logits, prior, mode, eps, delta, level, tol, max_iter, batch_size, seed, source_prior, step, passes):
+    """``ot_scores`` of a stream mode: the streamed batches, or (``batch_size=None``) the whole-set coupling."""
+    from otcls.inference.streaming import stream_scores
+
+    base = mode[: -len("_stream")]
+    source = source_prior() if callable(source_prior) else source_prior
+    if prior is None:
+        if batch_size is None:
+            from otcls.inference.priors import em_prior
+            src = (torch.full((logits.shape[1],), 1.0 / logits.shape[1], dtype=torch.float64) if source is None
+                   else torch.as_tensor(source, dtype=torch.float64).cpu())
+            prior = em_prior(logits.detach().double().softmax(-1).cpu(), src).to(logits)
+        else:
+            return stream_scores(logits, None, mode=base, batch_size=batch_size, seed=seed, passes=passes, eps=eps,
+                                 delta=delta, level=level, source_prior=source, step=step)
+    if batch_size is None:
+        return ot_scores(logits, prior, mode=base, eps=eps, delta=delta, level=level, tol=tol, max_iter=max_iter)
+    if not isinstance(prior, torch.Tensor) or prior.shape != (logits.shape[1],):
+        raise ValueError(f"prior must be a ({logits.shape[1]},) tensor or None (estimated on the stream)")
+    return stream_scores(logits, prior, mode=base, batch_size=batch_size, seed=seed, passes=passes, eps=eps,
+                         delta=delta, level=level, source_prior=source, step=step)
+
+
+def _coupling(logits: torch.Tensor, prior: torch.Tensor, mode: str, eps: float, delta: Union[float, str],
+              level: float, tol: Optional[float], max_iter: int) -> torch.Tensor:
     """n·P for logits ``(n, C)`` or a stack of equal batches ``(k, n, C)`` (solved as one batched problem)."""
     from otcls.ot import solve
 
@@ -133,6 +174,6 @@ def _coupling(logits: torch.Tensor, prior: torch.Tensor, mode: str, eps: float, 
     if mode == "reot":
         res = solve(-logits, a, b, eps=eps, tol=tol, max_iter=max_iter, grad="detach")
     else:
-        res = solve(-logits, a, eps=eps, lower=((1.0 - delta) * b).clamp_min(0.0), upper=(1.0 + delta) * b,
-                    tol=tol, max_iter=max_iter, grad="detach")
+        lower, upper = column_bounds(b, n, delta=delta, level=level)
+        res = solve(-logits, a, eps=eps, lower=lower, upper=upper, tol=tol, max_iter=max_iter, grad="detach")
     return res.plan * n
