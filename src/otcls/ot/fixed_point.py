@@ -282,7 +282,9 @@ def solve_fixed_point(step: Step, z0: torch.Tensor, error: Callable[[torch.Tenso
 
 
 def _adjoint_hook(step: Step, z_star: torch.Tensor, tol: float, max_iter: int, shift_invariant: bool):
-    def hook(v: torch.Tensor) -> torch.Tensor:
+    def hook(v: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        if v is None:  # no gradient reached the fixed point (autograd's undefined gradient)
+            return v
         finite = torch.isfinite(z_star)
         v = torch.where(finite, v, torch.zeros_like(v))
         with torch.enable_grad():

@@ -26,6 +26,7 @@ import torch
 
 from . import buffers
 from . import fused as fused_loop
+from . import single
 from ._common import log_marginals, make_result
 from ._lse import col_lse, l1_violation, row_lse
 from .fixed_point import solve_fixed_point, warn_if_not_converged
@@ -270,6 +271,11 @@ def sinkhorn(p: LinearProblem, *, tol: Optional[float] = 1e-6, max_iter: int = 1
         raise ValueError("fused=True: the fused loop needs the C extension (otcls.ot.fused.available()), a CPU "
                          "float32/float64 problem without autograd graph, every a_i, b_j > 0 and a kernel of at "
                          f"most {fused_loop.CACHE_BYTES} bytes with its transpose; pass fused=None to fall back")
+    if not fused and single.eligible(p, grad):
+        alpha, beta, plan, trace = single.sinkhorn_single(
+            p, tol=tol, max_iter=max_iter, check_every=check_every, grad=grad,
+            beta0=p.initial_beta() if beta0 is None else beta0, overrelax=overrelax)
+        return make_result(p, None, alpha, beta, trace, "sinkhorn", plan=plan)
     if fused:
         alpha, beta, plan, trace = fused_loop.sinkhorn_fused(
             p, tol=tol, max_iter=max_iter, check_every=check_every,
