@@ -294,7 +294,8 @@ def test_test_and_predict_write_beside_the_checkpoint(fmnist_root, tmp_path):
     run(["predict", *args, "--ckpt_path", str(ckpt)])
     with open(run_dir / "checkpoints" / "last.predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
-    columns = ["index", "label", "softmax", "tau_norm", "class_bias:estimated", "reot:estimated", "dbot:estimated"]
+    columns = ["index", "label", "softmax", "tau_norm", "class_bias:estimated", "reot:estimated", "dbot:estimated",
+               "reot_stream:estimated", "dbot_stream:estimated"]
     assert list(rows[0]) == columns
     model = ImageClassifier.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
     dm = FashionMNISTLTDataModule(root=fmnist_root, n_max=60, val_per_class=6, imbalance_factor=10, seed=0,

@@ -86,4 +86,4 @@ def test_test_and_predict_a_checkpoint(toy_data, tmp_path, monkeypatch):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 100  # the first test set, balanced
     assert list(rows[0]) == ["index", "label", "softmax", "tau_norm", "class_bias:estimated", "reot:estimated",
-                             "dbot:estimated"]
+                             "dbot:estimated", "reot_stream:estimated", "dbot_stream:estimated"]

@@ -69,6 +69,8 @@ def expected_settings() -> list:
     for mode in ("reot", "dbot"):
         for p in ("known", "uniform", "estimated"):
             out += [(f"{mode}:{p}", mode, p, OT_BATCH), (f"{mode}_whole:{p}", mode, p, None)]
+    for mode in ("reot_stream", "dbot_stream"):  # served batch by batch; no whole-set entry (that is <mode>_whole)
+        out += [(f"{mode}:{p}", mode, p, OT_BATCH) for p in ("known", "uniform", "estimated")]
     return out
 
 
@@ -110,8 +112,8 @@ def test_results_equal_head_predict_with_each_variants_prior(tmp_path, data, gro
         priors = {"known": known, "uniform": "uniform", "estimated": "estimated"}
         assert [k for k in results[variant] if k != "em_prior"] == [name for name, *_ in expected_settings()]
         for name, mode, prior, batch_size in expected_settings():
-            kwargs = dict(INFERENCE_KWARGS.get(mode, {}))
-            if mode in ("reot", "dbot"):
+            kwargs = dict(INFERENCE_KWARGS.get(mode.replace("_stream", ""), {}))  # stream modes: their base's
+            if mode in ("reot", "dbot", "reot_stream", "dbot_stream"):
                 kwargs.update(batch_size=batch_size, seed=0)
             preds = head.predict(logits, mode=mode, test_prior=priors[prior] if prior else "uniform", **kwargs)
             want = evaluate_predictions(preds, y, 4, groups)

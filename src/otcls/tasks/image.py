@@ -24,14 +24,14 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
 from otcls.inference.priors import em_prior
-from otcls.inference.scores import OT_MODES, PRIOR_MODES
+from otcls.inference.scores import MODES, OT_MODES, PRIOR_MODES, STREAM_MODES
 from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
 from otcls.tasks.common import (ResultsBesideCheckpoint, build_head_from_hparams, classes_from_datamodule,
                                 eval_batch_indices, gather_without_padding, sgd_or_adamw_with_warmup_cosine)
 from otcls.tasks.evaluation import evaluate_predictions
 
-INFERENCE_MODES = ("softmax", "tau_norm", "class_bias", "reot", "dbot")
+INFERENCE_MODES = MODES  # one list: otcls.inference.scores.MODES
 TEST_PRIORS = ("known", "uniform", "estimated")
 
 
@@ -41,8 +41,10 @@ def inference_settings(modes: Sequence[str], priors: Sequence[str], ot_batch_siz
 
     ``softmax`` and ``tau_norm`` use no prior; ``class_bias:<prior>``; OT modes per random batch of
     ``ot_batch_size`` (``reot:<prior>``, ``dbot:<prior>``) and over the whole test set
-    (``reot_whole:<prior>``, ``dbot_whole:<prior>``). ``<prior>``: ``known`` (the test set's class
-    distribution, an oracle), ``uniform``, ``estimated`` (EM on the unlabelled test logits).
+    (``reot_whole:<prior>``, ``dbot_whole:<prior>``); stream modes (``reot_stream:<prior>``,
+    ``dbot_stream:<prior>``) serve the batches of ``ot_batch_size`` in turn and have no whole-set setting (their
+    limit is ``<mode>_whole``). ``<prior>``: ``known`` (the test set's class distribution, an oracle),
+    ``uniform``, ``estimated`` (EM on the unlabelled test logits; online EM on the stream for stream modes).
     """
     out = []
     for mode in modes:
@@ -55,9 +57,17 @@ def inference_settings(modes: Sequence[str], priors: Sequence[str], ot_batch_siz
                 continue
             if ot_batch_size is not None:
                 out.append((f"{mode}:{prior}", mode, prior, int(ot_batch_size)))
-            if ot_whole_set:
+            if ot_whole_set and mode not in STREAM_MODES:
                 out.append((f"{mode}_whole:{prior}", mode, prior, None))
     return out
+
+
+def inference_kwargs(table: Optional[Dict[str, Dict[str, Any]]], mode: str) -> Dict[str, Any]:
+    """``table[mode]``; a stream mode without its own entry takes its base mode's (``dbot_stream`` -> ``dbot``)."""
+    table = table or {}
+    if mode in table or mode not in STREAM_MODES:
+        return dict(table.get(mode, {}))
+    return dict(table.get(mode[: -len("_stream")], {}))
 
 
 class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
@@ -285,10 +295,12 @@ class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
             for name, mode, prior, batch_size in settings:
                 if prior is not None and prior not in priors:
                     continue
-                kwargs = dict((self.hparams.inference_kwargs or {}).get(mode, {}))
+                kwargs = dict(inference_kwargs(self.hparams.inference_kwargs, mode))
                 if mode in OT_MODES:
                     kwargs.update(batch_size=batch_size, seed=0)  # same batches for every model: paired comparisons
-                preds = self.head.predict(logits, mode=mode, test_prior=priors.get(prior, "uniform"), **kwargs)
+                # a stream estimates its prior online: it never holds the set the whole-set EM estimate needs
+                spec = "estimated" if mode in STREAM_MODES and prior == "estimated" else priors.get(prior, "uniform")
+                preds = self.head.predict(logits, mode=mode, test_prior=spec, **kwargs)
                 res = evaluate_predictions(preds, y, n, groups)
                 results[variant][name] = res
                 for key in ("top1", *SHOT_GROUPS):
