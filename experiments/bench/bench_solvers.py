@@ -47,7 +47,8 @@ from otcls.ot.chunking import CACHE_BYTES, chunk_size
 REPEATS = 5  # the VM's run-to-run spread is ±20 % and more: the best of 3 was often an unlucky one
 SETTLE_S = 0.3
 TARGETS = {"single-f64": 1.0, "single-f32": 1.5, "single-small-eps": 10.0, "batch-loop": 5.0, "batch-pot": 10.0,
-           "batch-ott": 3.0, "cluster": 5.0, "cvxpy": 1000.0}
+           "batch-ott": 3.0, "cluster": 5.0, "cvxpy": 1000.0, "train-f64-autodiff": 1.5, "train-f64-implicit": 1.5,
+           "train-f32-autodiff": 1.5, "train-f32-implicit": 1.5}
 
 
 def timed(fn):
@@ -250,6 +251,92 @@ def batch_rows(machine, B, n, m, rows):
                     f"first call (compilation) {compile_s:.1f} s, not counted; OTT checks every 10 iterations"))
 
 
+def training_rows(machine, n, m, rows):
+    """One training step's solve: one n×m problem, cost = -logits, eps 1, uniform rows, the long-tailed prior as
+    columns, forward and backward through the plan (loss <G, P>), against POT's ``ot.sinkhorn`` on torch tensors
+    with autograd through its iterations. Timing at the training tolerance (POT's stopThr on the L2 column error,
+    otcls's tol on the L1 one: the same number, otcls's test the stricter); gradients compared at a tight one."""
+    C, a, b = classification_problem(1, n, m, torch.float64, seed=3)
+    G = torch.randn(n, m, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+    def pot_step(z, a, b, G, tol, iters=100000):
+        x = z.clone().requires_grad_()
+        P, log = pot.sinkhorn(a, b, -x, 1.0, stopThr=tol, numItermax=iters, log=True, warn=False)
+        (G * P).sum().backward()
+        return x.grad, P.detach(), log["niter"]
+
+    def our_step(z, a, b, G, tol, grad, iters=100000):
+        x = z.clone().requires_grad_()
+        res = solve(-x, a, b, eps=1.0, tol=tol, max_iter=iters, grad=grad)
+        (G * res.plan).sum().backward()
+        return x.grad, res
+
+    def rel(x, y):
+        return float((x.double() - y.double()).abs().max() / y.double().abs().max())
+
+    z64 = C[0].max() - C[0]
+    exact, _, _ = pot_step(z64, a[0], b[0], G, 1e-15)  # float64, converged far below any tolerance used here
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-6)):
+        z, aa, bb, GG = (t.to(dtype) for t in (z64, a[0], b[0], G))
+        name = "f64" if dtype == torch.float64 else "f32"
+        for grad in ("autodiff", "implicit"):
+            (t_pot, (g_pot, P_pot, it_pot)), (t_us, (g_us, res)) = race(
+                lambda: pot_step(z, aa, bb, GG, tol), lambda: our_step(z, aa, bb, GG, tol, grad))
+            # tight agreement with POT in the same dtype: float64 both converged; float32 autodiff: the same
+            # number of unrolled iterations (its derivative lags the iterate); float32 implicit at tol 2e-7
+            if dtype == torch.float64:
+                g_a, _, _ = pot_step(z, aa, bb, GG, 1e-15)
+                g_b, _ = our_step(z, aa, bb, GG, 1e-13, grad)
+                tight = "float64, POT stopThr 1e-15 / otcls tol 1e-13"
+            elif grad == "autodiff":
+                g_a, _, _ = pot_step(z, aa, bb, GG, 0.0, iters=80)
+                g_b, _ = our_step(z, aa, bb, GG, None, grad, iters=80)
+                tight = "float32, both 80 unrolled iterations"
+            else:
+                g_a, _, _ = pot_step(z, aa, bb, GG, 1e-8)
+                g_b, _ = our_step(z, aa, bb, GG, 2e-7, grad)
+                tight = "float32, POT stopThr 1e-8 / otcls tol 2e-7"
+            bound = training_floor(machine_ops(n, m, dtype), int(res.n_iter), grad, n, m)
+            note = (f"gradient vs POT's at a tight tolerance ({tight}): {rel(g_b, g_a):.1e} relative (max |Δ| / "
+                    f"max |grad|); at the timed tolerance, vs the float64 exact gradient: POT {rel(g_pot, exact):.1e}, "
+                    f"otcls {rel(g_us, exact):.1e}; lower bound = the bare exp of the kernel and mat-vecs of the "
+                    "forward iterations, plus " + ("the backward's mat-vecs (as many) and its one rank-2N matrix "
+                                                   "product" if grad == "autodiff" else
+                                                   "the m×m product and Cholesky factorisation of the backward")
+                    + ", timed now")
+            rows.append(row(f"train-{name}-{grad}", f"training step {n}×{m}, eps 1, grad={grad!r}", dtype,
+                            "POT ot.sinkhorn on torch tensors, autograd", t_pot, t_us, str(it_pot), iters_of(res),
+                            float((res.plan.detach() - P_pot).abs().max()), marginal_error(P_pot, aa, bb),
+                            marginal_error(res.plan.detach(), aa, bb), bound, res.method, note))
+
+
+def machine_ops(n, m, dtype):
+    """Seconds of the bare operations a training step's solve is made of, measured now (best of 5 runs of 200):
+    the kernel's exp, one mat-vec with K and one with Kᵀ, the backward's matrix product per pair of recorded
+    vectors, and the implicit backward's m×m product plus Cholesky."""
+    g = torch.Generator().manual_seed(5)
+    K = torch.rand(n, m, generator=g, dtype=torch.float64).to(dtype) + 0.5
+    KT, C = K.t().contiguous(), -K.log()
+    v, u = torch.rand(1, m, dtype=dtype) + 0.5, torch.rand(1, n, dtype=dtype) + 0.5
+    L, R = torch.rand(2 * 64, n, dtype=dtype), torch.rand(2 * 64, m, dtype=dtype)
+    S = torch.mm(K.t(), K).double() + torch.eye(m, dtype=torch.float64) * n
+
+    def each(fn, reps=200):
+        fn()
+        return best_of(lambda: [fn() for _ in range(reps)])[0] / reps
+    return dict(exp=each(lambda: torch.exp(C)), matvecs=each(lambda: (torch.mm(v, KT), torch.mm(u, K))),
+                rank_pair=each(lambda: torch.mm(L.t(), R), 20) / (2 * 64),
+                schur=each(lambda: torch.linalg.cholesky(torch.mm(K.t(), K / 2.0).double() + S), 20))
+
+
+def training_floor(ops, iters, grad, n, m):
+    """Seconds: the kernel's exp, two mat-vecs per forward iteration, and the backward's least work."""
+    t = ops["exp"] + iters * ops["matvecs"]
+    if grad == "autodiff":
+        return t + iters * ops["matvecs"] + (2 * iters + 1) * ops["rank_pair"]
+    return t + ops["schur"]
+
+
 def inference_rows(machine, n, ms, rows):
     dtype = torch.float32
     for m in ms:
@@ -407,6 +494,7 @@ def main(argv=None):
     steps = [("single problems", lambda: single_rows(machine, 300 if quick else 2000, rows)),
              ("classification batch",
               lambda: batch_rows(machine, *((16, 128, 20) if quick else (256, 512, 100)), rows)),
+             ("training step", lambda: training_rows(machine, *((128, 20) if quick else (512, 100)), rows)),
              ("inference shapes", lambda: inference_rows(machine, 1000 if quick else 10000, (10, 100), rows)),
              ("DB-OT vs cvxpy", lambda: cvxpy_row(machine, *((64, 10) if quick else (512, 100)), rows)),
              ("clustering", lambda: cluster_row(machine, 2000 if quick else 20000, 10, rows))]
