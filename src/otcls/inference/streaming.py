@@ -14,10 +14,11 @@ minus the column mass ``c_j(g) = mean_i softmax_j((z_i + g)/ε)``, which a batch
 :class:`StreamingCoupling` takes one step per served batch,
 
 .. math::
-    g \leftarrow g + \eta_k\,\varepsilon\,(\log t - \log \hat c_{\text{batch}}),\qquad \eta_k = \eta_0/\sqrt{k},
+    g_j \leftarrow g_j + \eta_k\,\varepsilon\,(t_j - \hat c_j)/b_j,\qquad \eta_k = \eta_0/\sqrt{k},
 
-a supergradient step with the positive diagonal preconditioner ``ε (log t - log ĉ) / (t - ĉ)`` (so the
-same fixed point, and at ``η = 1`` on the whole set it is the log-domain Sinkhorn column update), and
+an unbiased stochastic supergradient step (``ĉ`` the batch's column mass) with the fixed diagonal
+preconditioner ``ε / b`` (the inverse curvature scale of ``F``; at ``η = 1`` on the whole set it is the
+first-order Sinkhorn column update ``ε (log b - log c)``), and
 scores each batch with the averaged iterate ``ḡ_k = Σ_t t·g_t / Σ_t t`` (averaged SGD, as in Genevay et
 al.; the weights ∝ t of Shamir & Zhang, 2013, forget the start faster than the uniform average). For DB-OT a step that would carry ``g_j`` across 0 stops at 0 (the kink of ``min(g l, g u)``).
 ``g`` starts at ``ε (log b - log π_s)``: the first batches are scored like the class-aware bias.
@@ -97,7 +98,9 @@ class StreamingCoupling:
             self.prior = self.prior / self.prior.sum()
         col = ((z + self.g) / self.eps).softmax(-1).mean(0)
         t = self._targets(col)
-        new = self.g + eta * self.eps * (t.clamp_min(_TINY).log() - col.clamp_min(_TINY).log())
+        # preconditioned by the fixed 1/b (not by the batch's own ĉ, e.g. a log ratio: E[log ĉ] != log E[ĉ]
+        # would bias the fixed point on small batches of rare classes)
+        new = self.g + eta * self.eps * (t - col) / self.prior.clamp_min(_TINY)
         if self.mode == "dbot":
             new = torch.where(new * self.g < 0, torch.zeros_like(new), new)  # stop at the kink of min(g l, g u)
         self.g = new
