@@ -60,7 +60,7 @@ def test_offline_run_has_name_group_job_type_tags_and_config(fmnist_root, tmp_pa
     assert meta.display_name == "ce-s3"
     assert meta.run_group == "FashionMNISTLT-IF10"
     assert meta.job_type == "fit"
-    assert set(meta.tags) == {"loss:ce", "benchmark:FashionMNISTLT-IF10", "seed:3", "IF:10"}
+    assert set(meta.tags) == {"method:ce", "loss:ce", "benchmark:FashionMNISTLT-IF10", "seed:3", "IF:10"}
     assert meta.run_id == open(os.path.join(root, "wandb_id.txt")).read().strip()
     config = {}
     for r in records:

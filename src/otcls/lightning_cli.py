@@ -417,15 +417,19 @@ class OTCLSCLI(LightningCLI):
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks) and trainer_cfg.get("enable_checkpointing", True) is not False:
             monitor = getattr(self.model, "checkpoint_monitor", None)
             folder = os.path.join(root, "checkpoints")
-            # The best checkpoint first (trainer.checkpoint_callback, "best" of --test_after_fit). Lightning's
-            # save_last only writes last.ckpt in an epoch whose top-k checkpoint was saved, so last.ckpt has a
-            # callback of its own that writes it at the end of every training epoch.
-            callbacks.append(ModelCheckpoint(dirpath=folder, monitor=monitor[0] if monitor else None,
-                                             mode=monitor[1] if monitor else "min",
-                                             filename="best-{epoch}-{step}" if monitor else "{epoch}-{step}"))
-            callbacks.append(ModelCheckpoint(dirpath=folder, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
-                                             monitor=None, save_top_k=1, save_on_train_epoch_end=True,
-                                             enable_version_counter=False))
+            if monitor:
+                # The best checkpoint first (trainer.checkpoint_callback, "best" of --test_after_fit). Lightning's
+                # save_last only writes last.ckpt in an epoch whose top-k checkpoint was saved, so last.ckpt has
+                # a callback of its own that writes it at the end of every training epoch.
+                callbacks.append(ModelCheckpoint(dirpath=folder, monitor=monitor[0], mode=monitor[1],
+                                                 filename="best-{epoch}-{step}"))
+                callbacks.append(ModelCheckpoint(dirpath=folder, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+                                                 monitor=None, save_top_k=1, save_on_train_epoch_end=True,
+                                                 enable_version_counter=False))
+            else:
+                # Without a metric the newest checkpoint is saved every epoch, so save_last keeps last.ckpt current
+                # (a second callback without a monitor would share this one's state key).
+                callbacks.append(ModelCheckpoint(dirpath=folder, filename="{epoch}-{step}", save_last=True))
         if not any(isinstance(c, FiniteLossGuard) for c in callbacks):
             callbacks.append(FiniteLossGuard())
         if kwargs.get("logger", trainer_cfg.get("logger")) not in (None, False):
