@@ -2,7 +2,7 @@
 SEEDS ?= 0 1 2
 JOBS ?= 1
 WANDB_MODE ?= offline
-LT_METHODS := ce focal ldam ldam_drw logit_adjust cb_ce cb_focal balanced_softmax reot_ratio dbot
+LT_METHODS := ce focal ldam ldam_drw logit_adjust cb_ce cb_focal balanced_softmax reot_ratio reot_teacher dbot
 DEMO_METHODS := ce balanced_softmax reot_ratio dbot
 DEMO_SEEDS ?= 0 1 2
 DEMO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -18,32 +18,46 @@ demo: install data-fmnist  ## offline Fashion-MNIST-LT, standard protocol (IF 10
 	@echo "plots: results/demo/per_class_vs_frequency.png results/demo/prior_shift.png results/demo/report/"
 
 # GPUS=0,1,2,3 spreads the runs over those GPUs (GPUS_PER_RUN each, RUNS_PER_GPU runs sharing each at once),
+# SLURM=1 submits them as SLURM jobs instead (PARTITION, ACCOUNT, QOS, TIME minutes, MEM GB, SLURM_GPUS and
+# SBATCH="key=value ..." set what each job asks for; the DB-OT and teacher runs wait on their seed's CE job),
 # DATA_ROOT points at the data folder,
-# DRY_RUN=1 prints every run's environment and command without running anything.
+# DRY_RUN=1 prints every run's environment and command (with SLURM=1 also the sbatch parameters and the
+# dependency graph) without running anything.
 GPUS ?=
 GPUS_PER_RUN ?= 1
 RUNS_PER_GPU ?= 1
+SLURM ?=
+PARTITION ?=
+ACCOUNT ?=
+QOS ?=
+TIME ?= 1440
+MEM ?=
+SLURM_GPUS ?= 1
+SBATCH ?=
 DATA_ROOT ?=
 DRY_RUN ?=
-SWEEP_FLAGS = $(if $(GPUS),--gpus $(GPUS) --gpus-per-run $(GPUS_PER_RUN) --runs-per-gpu $(RUNS_PER_GPU),--jobs $(JOBS)) $(if $(DRY_RUN),--dry-run,)
+SLURM_FLAGS = --slurm --slurm-time $(TIME) --slurm-gpus-per-task $(SLURM_GPUS) $(if $(PARTITION),--slurm-partition $(PARTITION),) \
+  $(if $(ACCOUNT),--slurm-account $(ACCOUNT),) $(if $(QOS),--slurm-qos $(QOS),) $(if $(MEM),--slurm-mem $(MEM),) \
+  $(if $(SBATCH),--sbatch $(SBATCH),)
+SWEEP_FLAGS = $(if $(SLURM),$(SLURM_FLAGS),$(if $(GPUS),--gpus $(GPUS) --gpus-per-run $(GPUS_PER_RUN) --runs-per-gpu $(RUNS_PER_GPU),--jobs $(JOBS))) \
+  $(if $(DRY_RUN),--dry-run,)
 DATA_FLAGS = $(if $(DATA_ROOT),--data.init_args.root $(DATA_ROOT),)
 # IF: imbalance factor of the CIFAR targets (200, as in the RE-OT paper's table; 100 and 10 are the other
 # standard profiles). Results go to results/<benchmark>_if<IF>.
 IF ?= 200
 
-# $(1) benchmark name, $(2) base config, $(3) results folder, $(4) extra overrides (e.g. the imbalance factor)
+# $(1) benchmark name, $(2) base config, $(3) results folder, $(4) extra overrides (e.g. the imbalance factor).
+# One sweep: the DB-OT fine-tuning and the RE-OT teacher of seed s both start from the CE run of seed s, and
+# every method is in the one headline table.
 define lt_benchmark
 	$(if $(DRY_RUN),,$(PY) -m otcls.cli check-data --config configs/base/$(2).yaml configs/$(1)/data.yaml $(if $(DATA_ROOT),--root $(DATA_ROOT),) $(CHECK_FLAGS))
 	WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep --base configs/base/$(2).yaml configs/$(1)/data.yaml \
-	  --methods $(foreach m,$(LT_METHODS),configs/$(1)/$(m).yaml) --finetune dbot=ce --seeds $(SEEDS) $(SWEEP_FLAGS) \
-	  --out $(3) -- $(DATA_FLAGS) $(4)
-	WANDB_MODE=$(WANDB_MODE) $(PY) -m otcls.cli sweep --base configs/base/$(2).yaml configs/$(1)/data.yaml \
-	  --methods configs/$(1)/reot_teacher.yaml --seeds $(SEEDS) $(SWEEP_FLAGS) --out $(3)/teacher \
-	  -- $(DATA_FLAGS) $(4) --model.init_args.teacher_checkpoint $(3)/runs/ce/seed$(firstword $(SEEDS))/checkpoints/last.ckpt
-	$(if $(DRY_RUN),,$(PY) -m otcls.cli report $(3)/runs/*/seed$(firstword $(SEEDS)) $(3)/teacher/runs/*/seed$(firstword $(SEEDS)) --out $(3)/report)
+	  --methods $(foreach m,$(LT_METHODS),configs/$(1)/$(m).yaml) --finetune dbot=ce --teacher reot_teacher=ce \
+	  --seeds $(SEEDS) $(SWEEP_FLAGS) --out $(3) -- $(DATA_FLAGS) $(4)
+	$(if $(DRY_RUN)$(SLURM),,$(PY) -m otcls.cli report $(3)/runs/*/seed$(firstword $(SEEDS)) --out $(3)/report)
 endef
 
-cifar10-lt: install  ## CIFAR10-LT (IF=200 by default; 100, 10) × 11 methods × $(SEEDS); GPUS=0,1,.. DATA_ROOT=dir DRY_RUN=1
+cifar10-lt: install  ## CIFAR10-LT (IF=200 by default; 100, 10) × 11 methods × $(SEEDS); GPUS=0,1,.. or SLURM=1 PARTITION=..; DATA_ROOT=dir DRY_RUN=1
 	$(call lt_benchmark,cifar10_lt,cifar,results/cifar10_lt_if$(IF),--data.init_args.imbalance_factor $(IF))
 
 cifar100-lt: install  ## CIFAR100-LT (IF=200 by default; 100, 10) × 11 methods × $(SEEDS); same variables

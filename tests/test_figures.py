@@ -99,7 +99,7 @@ def test_tsne_figure_from_the_demo_checkpoint(tmp_path, fmnist_root, capsys):
 def test_make_figures_after_a_tiny_sweep_writes_every_png(tmp_path, fmnist_root, monkeypatch, capsys):
     """What `make demo` then `make figures` do, in miniature: a real one-epoch sweep of the RE-OT config, then
     every figure from its runs folder."""
-    from otcls.reporting import sweep
+    from otcls.sweeps import cli as sweep
 
     repo = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("WANDB_MODE", "disabled")

@@ -201,7 +201,7 @@ def test_missing_extra_names_the_pip_command(core, module, extra):
 
 def test_core_modules_import_without_extras(core):
     script = ("import otcls.ot, otcls.losses, otcls.heads, otcls.inference, otcls.tasks, otcls.data, otcls.models, "
-              "otcls.lightning_cli, otcls.reporting.sweep; from otcls.models import MODELS; print(MODELS.names())")
+              "otcls.lightning_cli, otcls.sweeps.cli; from otcls.models import MODELS; print(MODELS.names())")
     assert "gin" in _run([core["py"], "-c", script], cwd=core["out"]).stdout
 
 

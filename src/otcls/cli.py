@@ -15,7 +15,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # name -> ("module:function", one-line help). Each function takes argv (list of str).
 TOOL_COMMANDS: Dict[str, tuple] = {
     "report": ("otcls.reporting.report:main", "build comparison tables and plots from finished runs"),
-    "sweep": ("otcls.reporting.sweep:main", "run one config over several seeds / methods"),
+    "sweep": ("otcls.sweeps.cli:main", "run method configs × seeds here, on GPU slots or on SLURM"),
     "cluster": ("otcls.cluster.cli:main", "size-bounded DB-OT clustering of a data file"),
     "check-data": ("otcls.data.check:main", "check a benchmark's data before running it"),
     "make-molecules": ("otcls.data.molecule_convert:main", "write a SMILES set in OGB's on-disk layout"),

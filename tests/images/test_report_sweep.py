@@ -6,7 +6,9 @@ import statistics
 
 import pytest
 
-from otcls.reporting import report, sweep
+from otcls.reporting import report
+from otcls.sweeps import cli as sweep
+from otcls.sweeps.plan import Dependency, parse_dependencies, selected_checkpoint
 from otcls.reporting.results import flat_test_metrics, nest, pm
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,7 +66,7 @@ def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
     assert sweep.main(argv) == 0
     for s in ("0", "1"):  # each DB-OT run fine-tuned the CE model of its own seed
         dbot = json.load(open(os.path.join(out, "runs", "dbot", f"seed{s}", "test_results.json")))
-        assert dbot["init_checkpoint"] == sweep.selected_checkpoint(os.path.join(out, "runs", "ce", f"seed{s}"))
+        assert dbot["init_checkpoint"] == selected_checkpoint(os.path.join(out, "runs", "ce", f"seed{s}"))
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert sorted(summary["methods"]) == ["ce", "dbot"]
     headline = open(os.path.join(out, "summary.md")).read()
@@ -106,10 +108,14 @@ def test_sweep_two_seeds_end_to_end(fmnist_root, tmp_path, monkeypatch):
 
 def test_finetune_pairs_are_checked():
     with pytest.raises(ValueError, match="CHILD=PARENT"):
-        sweep.parse_finetune(["dbot=cee"], ["ce", "dbot"])
+        parse_dependencies({"finetune": ["dbot=cee"]}, ["ce", "dbot"])
     with pytest.raises(ValueError, match="chains"):
-        sweep.parse_finetune(["a=b", "b=c"], ["a", "b", "c"])
-    assert sweep.parse_finetune(["dbot=ce"], ["ce", "dbot"]) == {"dbot": "ce"}
+        parse_dependencies({"finetune": ["a=b", "b=c"]}, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="two parent runs"):
+        parse_dependencies({"finetune": ["a=b"], "teacher": ["a=c"]}, ["a", "b", "c"])
+    assert parse_dependencies({"finetune": ["dbot=ce"], "teacher": ["reot_teacher=ce"]},
+                              ["ce", "dbot", "reot_teacher"]) == {"dbot": Dependency("ce", "finetune"),
+                                                                  "reot_teacher": Dependency("ce", "teacher")}
 
 
 def test_sweep_rejects_missing_config(tmp_path):
@@ -136,5 +142,5 @@ def test_sweep_on_slurm_through_submitit_local_executor(fmnist_root, tmp_path, m
         got = summary["methods"][method]["seeds"]["0"]["balanced"]["softmax"]["top1"]
         assert got == pytest.approx(run["results"]["balanced"]["softmax"]["top1"])
     dbot = json.load(open(os.path.join(out, "runs", "dbot", "seed0", "test_results.json")))
-    assert dbot["init_checkpoint"] == sweep.selected_checkpoint(os.path.join(out, "runs", "ce", "seed0"))
+    assert dbot["init_checkpoint"] == selected_checkpoint(os.path.join(out, "runs", "ce", "seed0"))
     assert os.listdir(os.path.join(out, "slurm"))  # submitit's job folders (pickled tasks, logs)

@@ -8,7 +8,15 @@ import threading
 
 import pytest
 
-from otcls.reporting import sweep
+from otcls.sweeps import cli as sweep
+from otcls.sweeps.local import DeviceSlots, Processes
+
+def _hold(cmd, folder, slots):
+    """One process holding a free slot of ``slots`` while it runs (output in ``folder/output.log``)."""
+    os.makedirs(folder, exist_ok=True)
+    with slots.acquire() as env:
+        Processes().call(cmd, {**os.environ, **env}, os.path.join(folder, "output.log"))
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METHODS = [f"{REPO}/configs/cifar10_lt/{m}.yaml" for m in ("ce", "focal", "balanced_softmax")]
@@ -38,16 +46,15 @@ def test_dry_run_two_gpus_per_run(capsys):
     assert devices == ["0,1", "2,3"] * 4 + ["0,1"]
     assert all("--trainer.devices 2" in line and "--trainer.strategy ddp" in line for line in lines)
     with pytest.raises(ValueError, match="multiple of --gpus-per-run"):
-        sweep.DeviceSlots("0,1,2", 2)
+        DeviceSlots("0,1,2", 2)
 
 
 def test_runs_hold_their_own_slot(tmp_path):
     """Six real subprocesses on 2 slots: each sees its slot's CUDA_VISIBLE_DEVICES, never two at once on one slot."""
-    slots = sweep.DeviceSlots("5,7", 1)
+    slots = DeviceSlots("5,7", 1)
     probe = ("import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], time.time()); time.sleep(0.3); "
              "print(time.time())")
-    threads = [threading.Thread(target=sweep._run, args=([sys.executable, "-c", probe], str(tmp_path / f"r{i}"),
-                                                         False, slots)) for i in range(6)]
+    threads = [threading.Thread(target=_hold, args=([sys.executable, "-c", probe], str(tmp_path / f"r{i}"), slots)) for i in range(6)]
     for t in threads:
         t.start()
     for t in threads:
@@ -70,19 +77,18 @@ def test_dry_run_two_runs_per_gpu(capsys):
     with pytest.raises(ValueError, match="--runs-per-gpu needs --gpus"):
         sweep.main(["--methods", METHODS[0], "--out", "/tmp/unused", "--runs-per-gpu", "2", "--dry-run"])
     with pytest.raises(ValueError, match="lists a GPU twice"):
-        sweep.DeviceSlots("0,0", 1)
+        DeviceSlots("0,0", 1)
     with pytest.raises(ValueError, match="--runs-per-gpu must be >= 1"):
-        sweep.DeviceSlots("0", 1, 0)
+        DeviceSlots("0", 1, 0)
 
 
 def test_k_runs_share_a_gpu_at_once_and_never_more(tmp_path):
     """Eight real subprocesses on 2 GPUs x 3 runs each: at most 3 at a time on a GPU, and 3 do overlap."""
-    slots = sweep.DeviceSlots("2,3", 1, runs_per_gpu=3)
+    slots = DeviceSlots("2,3", 1, runs_per_gpu=3)
     assert len(slots.groups) == 6
     probe = ("import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], time.time()); time.sleep(1.0); "
              "print(time.time())")
-    threads = [threading.Thread(target=sweep._run, args=([sys.executable, "-c", probe], str(tmp_path / f"r{i}"),
-                                                         False, slots)) for i in range(12)]
+    threads = [threading.Thread(target=_hold, args=([sys.executable, "-c", probe], str(tmp_path / f"r{i}"), slots)) for i in range(12)]
     for t in threads:
         t.start()
     for t in threads:

@@ -1,6 +1,6 @@
 """Headline tables of a sweep: accuracy mean ± std over seeds, then paired differences against baselines.
 
-Input is the ``summary.json`` payload of :mod:`otcls.reporting.sweep`:
+Input is the ``summary.json`` payload of :mod:`otcls.reporting.summary`:
 ``methods.<method>.seeds.<seed>.<test set>.<inference setting>.<metric>``. A cell a run does not
 have is shown as "—". Paired differences compare a method with a baseline seed by seed (the same
 seed means the same training subset and the same test batches), over the seeds both have.
