@@ -27,6 +27,20 @@ IMAGE_METHODS = {
     "dbot": selection("dbot", {"tau": 1.0, "delta": 0.2, "iters": 5, "ratio": "train", "prior": "counts"}),
 }
 
+# Where a benchmark's file selects other options than IMAGE_METHODS: the CIFAR-LT reot_ratio files use the RE-OT
+# authors' prior (1 - mix)·batch ratio + mix·training ratio, with their mix (lamb) per dataset.
+BENCHMARK_METHODS = {
+    "cifar10_lt": {"reot_ratio": selection("reot", {"prior": "mix", "mix": 0.759333629819388, "tau": 1.0,
+                                                    "lam": 0.0})},
+    "cifar100_lt": {"reot_ratio": selection("reot", {"prior": "mix", "mix": 0.74, "tau": 1.0, "lam": 0.0})},
+}
+
+
+def image_method(bench: str, method: str) -> Dict[str, Any]:
+    """The selection of ``configs/<bench>/<method>.yaml``."""
+    return BENCHMARK_METHODS.get(bench, {}).get(method, IMAGE_METHODS[method])
+
+
 # configs/mol/losses/<name>.yaml
 MOLECULE_LOSSES = {
     "ce": selection("ce"),

@@ -13,7 +13,7 @@ import pytest
 from otcls.lightning_cli import run
 from otcls.tasks.image import INFERENCE_MODES, TEST_PRIORS, inference_settings
 
-from .config_expectations import IMAGE_METHODS, selected
+from .config_expectations import IMAGE_METHODS, image_method, selected
 from .images.conftest import write_cifar, write_imagenet_lt  # tiny official-format data writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,11 +33,11 @@ def fmnist_args(root: str, run_dir: str, method: str = "ce") -> list:
             "--model.init_args.warmup_steps", "2"]
 
 
-def check_results(run_dir: str, method: str, settings=SETTINGS) -> dict:
-    """The run trained the loss and options of ``IMAGE_METHODS[method]`` and tested every setting."""
+def check_results(run_dir: str, method: str, settings=SETTINGS, bench: str = "fmnist_lt") -> dict:
+    """The run trained the loss and options of ``configs/<bench>/<method>.yaml`` and tested every setting."""
     with open(os.path.join(run_dir, "test_results.json")) as fh:
         saved = json.load(fh)
-    assert selected(saved) == IMAGE_METHODS[method]
+    assert selected(saved) == image_method(bench, method)
     res = saved["results"]
     assert list(res) == ["balanced", "lt", "reverse_lt"]
     for variant in res.values():
@@ -84,7 +84,7 @@ def test_fast_dev_run_config_families(family, tmp_path):
          "--config", f"{CFG}/{family}/reot_ratio.yaml", *data, "--data.init_args.batch_size", "8",
          "--data.init_args.num_workers", "0", "--trainer.accelerator", "cpu", "--trainer.fast_dev_run", "true",
          "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"])
-    check_results(str(tmp_path / "run"), "reot_ratio")
+    check_results(str(tmp_path / "run"), "reot_ratio", bench=family)
 
 
 def test_bad_config_key_fails_clearly(fmnist_root, tmp_path, capsys):
@@ -186,7 +186,7 @@ def test_every_benchmark_method_config_selects_its_loss(bench, base, capsys):
         assert exc.value.code in (0, None), m
         printed = yaml.safe_load(capsys.readouterr().out)
         assert printed["trainer"]["default_root_dir"] == f"runs/{bench}/{m}"
-        assert selected(printed["model"]["init_args"]) == IMAGE_METHODS[m], m
+        assert selected(printed["model"]["init_args"]) == image_method(bench, m), m
 
 
 def test_wandb_sweep_files_point_at_existing_configs():
