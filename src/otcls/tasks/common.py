@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Iterable, List, Optional, Tuple
 
 import lightning as L
@@ -130,13 +131,74 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def sgd_or_adamw_with_warmup_cosine(params: Iterable[torch.nn.Parameter], hp, total_steps: int) -> dict:
-    """``configure_optimizers`` result: SGD (``momentum``, optional ``nesterov``) or AdamW at ``hp.lr``
-    with ``hp.weight_decay``, linear warm-up for ``hp.warmup_steps`` then cosine decay per step."""
+def global_batch_size(trainer) -> Optional[int]:
+    """Samples per optimiser step over every device: the DataModule's ``batch_size`` (per device) × devices ×
+    nodes × gradient accumulation; None when the DataModule has no ``batch_size``."""
+    per_device = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+    if not isinstance(per_device, int):
+        return None
+    return per_device * trainer.world_size * trainer.accumulate_grad_batches
+
+
+def effective_schedule(hp, trainer, total_steps: int) -> Tuple[float, int]:
+    """``(lr, warm-up steps)`` of this run. ``hp.lr_reference_batch`` (opt-in linear scaling, Goyal et al.
+    2017): lr × global batch / reference batch. ``hp.warmup_epochs`` (when set, instead of ``warmup_steps``):
+    that many epochs of this run's steps, so the warm-up keeps its share of training on any number of devices;
+    ``warmup_steps`` counts optimiser steps, which shrink with more devices."""
+    lr = float(hp.lr)
+    reference = hp.get("lr_reference_batch")
+    if reference is not None:
+        batch = global_batch_size(trainer)
+        if batch is None:
+            raise ValueError("lr_reference_batch needs a DataModule with a batch_size (per device)")
+        lr *= batch / reference
+    warmup_epochs = hp.get("warmup_epochs")
+    if warmup_epochs is not None:
+        per_epoch = total_steps / max(1, trainer.max_epochs or 1)
+        return lr, int(round(warmup_epochs * per_epoch))
+    return lr, int(hp.warmup_steps)
+
+
+def check_schedule_options(lr_reference_batch, warmup_steps, warmup_epochs) -> None:
+    if lr_reference_batch is not None and not (isinstance(lr_reference_batch, int) and lr_reference_batch >= 1):
+        raise ValueError(f"lr_reference_batch must be an integer >= 1 (the global batch the lr was tuned for) or "
+                         f"null; got {lr_reference_batch!r}")
+    if warmup_epochs is not None:
+        if not warmup_epochs >= 0:
+            raise ValueError(f"warmup_epochs must be >= 0 or null; got {warmup_epochs}")
+        if warmup_steps:
+            raise ValueError(f"give the warm-up once: warmup_steps ({warmup_steps}) or warmup_epochs "
+                             f"({warmup_epochs}); set the other to 0 / null")
+
+
+def report_schedule(trainer, lr: float, warmup: int, total_steps: int) -> None:
+    """Say once (rank 0, stderr and every logger's hyperparameters) what the optimiser really runs with:
+    the global batch over every device, the lr and the warm-up's share of training."""
+    batch = global_batch_size(trainer)
+    record = {"optim/global_batch_size": batch, "optim/lr": lr, "optim/warmup_steps": warmup,
+              "optim/total_steps": total_steps, "optim/devices": trainer.world_size}
+    for logger in trainer.loggers:
+        logger.log_hyperparams(record)
+    if trainer.is_global_zero:
+        per_device = getattr(trainer.datamodule, "batch_size", None)
+        share = f" = {100.0 * warmup / max(1, total_steps):.1f} % of {total_steps} steps" if warmup else ""
+        where = (f"{per_device} per device × {trainer.world_size} device(s) × {trainer.accumulate_grad_batches} "
+                 "accumulation" if batch is not None else "batch size unknown")
+        print(f"otcls: global batch {batch} ({where}); lr {lr:g}; warm-up {warmup} steps{share}", file=sys.stderr)
+
+
+def sgd_or_adamw_with_warmup_cosine(params: Iterable[torch.nn.Parameter], hp, total_steps: int,
+                                    trainer=None) -> dict:
+    """``configure_optimizers`` result: SGD (``momentum``, optional ``nesterov``) or AdamW at the run's lr
+    with ``hp.weight_decay``, linear warm-up then cosine decay per step (:func:`effective_schedule` with
+    ``trainer``; ``hp.lr`` and ``hp.warmup_steps`` as given without one)."""
+    lr, warmup = effective_schedule(hp, trainer, total_steps) if trainer is not None else (hp.lr, hp.warmup_steps)
+    if trainer is not None:
+        report_schedule(trainer, lr, warmup, total_steps)
     if hp.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.get("nesterov", False),
+        opt = torch.optim.SGD(params, lr=lr, momentum=hp.momentum, nesterov=hp.get("nesterov", False),
                               weight_decay=hp.weight_decay)
     else:
-        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total_steps))
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=hp.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, total_steps))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -28,7 +28,8 @@ from otcls.inference.scores import MODES, OT_MODES, PRIOR_MODES, STREAM_MODES
 from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
 from otcls.tasks.common import (ResultsBesideCheckpoint, build_head_from_hparams, classes_from_datamodule,
-                                eval_batch_indices, gather_without_padding, sgd_or_adamw_with_warmup_cosine)
+                                eval_batch_indices, gather_without_padding, check_schedule_options,
+                                sgd_or_adamw_with_warmup_cosine)
 from otcls.tasks.evaluation import evaluate_predictions
 
 INFERENCE_MODES = MODES  # one list: otcls.inference.scores.MODES
@@ -82,7 +83,10 @@ class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
             prior of the teacher-based RE-OT loss (``loss_kwargs: {prior: teacher}``).
         init_checkpoint: an ``ImageClassifier`` checkpoint whose weights start this fit (fine-tuning);
             its class counts must equal this run's (same data and seed).
-        optimizer: ``sgd`` (momentum, nesterov) or ``adamw``; lr / weight_decay; ``warmup_steps`` then cosine.
+        optimizer: ``sgd`` (momentum, nesterov) or ``adamw``; lr / weight_decay; ``warmup_steps`` (optimiser
+            steps) or ``warmup_epochs`` (epochs: the same share of training on any number of devices), then
+            cosine. ``lr`` is per optimiser step over the global batch (per-device batch × devices); with
+            ``lr_reference_batch`` B the lr is scaled by global batch / B (the linear scaling rule).
         inference_modes / inference_kwargs: evaluated at test time through ``head.predict``
             (``inference_kwargs[mode]``, e.g. ``{dbot: {eps: 1, delta: 0.1}}``).
         test_priors: priors given to ``class_bias`` / ``reot`` / ``dbot`` (``known``, ``uniform``, ``estimated``).
@@ -105,7 +109,8 @@ class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
                  num_classes: Optional[int] = None, class_counts: Optional[List[int]] = None,
                  teacher_checkpoint: Optional[str] = None, init_checkpoint: Optional[str] = None,
                  optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9, nesterov: bool = False,
-                 weight_decay: float = 5e-4, warmup_steps: int = 0,
+                 weight_decay: float = 5e-4, warmup_steps: int = 0, warmup_epochs: Optional[float] = None,
+                 lr_reference_batch: Optional[int] = None,
                  inference_modes: Sequence[str] = INFERENCE_MODES,
                  inference_kwargs: Optional[Dict[str, Dict[str, Any]]] = None,
                  test_priors: Sequence[str] = TEST_PRIORS, ot_batch_size: Optional[int] = 256,
@@ -113,6 +118,7 @@ class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
         super().__init__()
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got '{optimizer}'")
+        check_schedule_options(lr_reference_batch, warmup_steps, warmup_epochs)
         bad = [p for p in test_priors if p not in TEST_PRIORS]
         if bad:
             raise ValueError(f"unknown test_priors {bad}; choose from {', '.join(TEST_PRIORS)}")
@@ -243,7 +249,7 @@ class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
 
     def configure_optimizers(self):
         return sgd_or_adamw_with_warmup_cosine(self.parameters(), self.hparams,
-                                               int(self.trainer.estimated_stepping_batches))
+                                               int(self.trainer.estimated_stepping_batches), self.trainer)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Dict[str, torch.Tensor]:
         """Logits, softmax prediction and (when the batch has them) targets and sample indices of one batch."""
