@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from otcls.inference.scores import OT_MODES, PRIOR_MODES
+from otcls.inference.scores import OT_MODES, PRIOR_MODES, inference_kwargs
 from otcls.tasks.common import unique_first
 
 PREDICT_PRIORS = ("uniform", "estimated", "train")
@@ -53,7 +53,7 @@ class PredictionWriter(BasePredictionWriter):
         hp = pl_module.hparams
         out = {}
         for column, mode in prediction_columns(hp.get("inference_modes", ("softmax",)), self.prior):
-            kwargs = dict((hp.get("inference_kwargs") or {}).get(mode, {}))
+            kwargs = inference_kwargs(hp.get("inference_kwargs"), mode)
             if mode in OT_MODES:
                 kwargs.update(batch_size=hp.get("ot_batch_size"), seed=0)
             out[column] = pl_module.head.predict(logits, mode=mode, test_prior=self.prior, **kwargs)

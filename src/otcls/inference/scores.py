@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 
@@ -177,3 +177,11 @@ def _coupling(logits: torch.Tensor, prior: torch.Tensor, mode: str, eps: float, 
         lower, upper = column_bounds(b, n, delta=delta, level=level)
         res = solve(-logits, a, eps=eps, lower=lower, upper=upper, tol=tol, max_iter=max_iter, grad="detach")
     return res.plan * n
+
+
+def inference_kwargs(table: Optional[Dict[str, Dict[str, Any]]], mode: str) -> Dict[str, Any]:
+    """``table[mode]``; a stream mode without its own entry takes its base mode's (``dbot_stream`` -> ``dbot``)."""
+    table = table or {}
+    if mode in table or mode not in STREAM_MODES:
+        return dict(table.get(mode, {}))
+    return dict(table.get(mode[: -len("_stream")], {}))

@@ -24,7 +24,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from otcls.data.longtail import SHOT_GROUPS, shot_groups
 from otcls.inference.priors import em_prior
-from otcls.inference.scores import MODES, OT_MODES, PRIOR_MODES, STREAM_MODES
+from otcls.inference.scores import MODES, OT_MODES, PRIOR_MODES, STREAM_MODES, inference_kwargs
 from otcls.models import MODELS
 from otcls.reporting.tables import write_results_files
 from otcls.tasks.common import (ResultsBesideCheckpoint, build_head_from_hparams, classes_from_datamodule,
@@ -61,14 +61,6 @@ def inference_settings(modes: Sequence[str], priors: Sequence[str], ot_batch_siz
             if ot_whole_set and mode not in STREAM_MODES:
                 out.append((f"{mode}_whole:{prior}", mode, prior, None))
     return out
-
-
-def inference_kwargs(table: Optional[Dict[str, Dict[str, Any]]], mode: str) -> Dict[str, Any]:
-    """``table[mode]``; a stream mode without its own entry takes its base mode's (``dbot_stream`` -> ``dbot``)."""
-    table = table or {}
-    if mode in table or mode not in STREAM_MODES:
-        return dict(table.get(mode, {}))
-    return dict(table.get(mode[: -len("_stream")], {}))
 
 
 class ImageClassifier(ResultsBesideCheckpoint, L.LightningModule):
