@@ -104,3 +104,17 @@ def test_helpers_cast_only_narrow_types_and_switch_autocast_off():
             assert (a @ a).dtype == torch.float32
     with autocast_off(torch.device("meta")):  # no autocast on this device type: a no-op
         pass
+
+
+def test_ot_inference_inside_autocast_equals_float32():
+    """``predict``-time OT (RE-OT and DB-OT couplings) called inside a bf16 autocast region gives the float32 scores."""
+    from otcls.inference.scores import ot_scores
+
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(2000, 10, generator=g)
+    prior = torch.full((10,), 0.1)
+    for mode in ("reot", "dbot"):
+        ref = ot_scores(logits, prior, mode=mode)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = ot_scores(logits, prior, mode=mode)
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6), mode

@@ -166,16 +166,18 @@ def _stream(logits, prior, mode, eps, delta, level, tol, max_iter, batch_size, s
 def _coupling(logits: torch.Tensor, prior: torch.Tensor, mode: str, eps: float, delta: Union[float, str],
               level: float, tol: Optional[float], max_iter: int) -> torch.Tensor:
     """n·P for logits ``(n, C)`` or a stack of equal batches ``(k, n, C)`` (solved as one batched problem)."""
+    from otcls.losses.base import autocast_off
     from otcls.ot import solve
 
     n = logits.shape[-2]
     b = prior.to(logits)
     a = torch.full((n,), 1.0 / n, dtype=logits.dtype, device=logits.device)
-    if mode == "reot":
-        res = solve(-logits, a, b, eps=eps, tol=tol, max_iter=max_iter, grad="detach")
-    else:
-        lower, upper = column_bounds(b, n, delta=delta, level=level)
-        res = solve(-logits, a, eps=eps, lower=lower, upper=upper, tol=tol, max_iter=max_iter, grad="detach")
+    with autocast_off(logits.device):  # under a caller's autocast the solver's products would run in bf16 / fp16
+        if mode == "reot":
+            res = solve(-logits, a, b, eps=eps, tol=tol, max_iter=max_iter, grad="detach")
+        else:
+            lower, upper = column_bounds(b, n, delta=delta, level=level)
+            res = solve(-logits, a, eps=eps, lower=lower, upper=upper, tol=tol, max_iter=max_iter, grad="detach")
     return res.plan * n
 
 
