@@ -121,7 +121,6 @@ def summarize_sweep(settings: SweepSettings, seconds: Optional[Dict[str, float]]
 def _dry_run(settings: SweepSettings, runs: List[Run], slots, args) -> None:
     from otcls.sweeps.plan import selected_checkpoint
 
-    by_folder = {os.path.normpath(r.folder): r for r in runs}
     order = [r for r in runs if not r.parent_folder] + [r for r in runs if r.parent_folder]
     for i, run in enumerate(order):
         parent = None
@@ -131,7 +130,7 @@ def _dry_run(settings: SweepSettings, runs: List[Run], slots, args) -> None:
         state = ("reuse" if is_finished(run.folder) else "resume" if last_checkpoint(run.folder) else "new")
         env = f"CUDA_VISIBLE_DEVICES={','.join(slots.groups[i % len(slots.groups)])} " if slots else ""
         cmd = settings.command(run, parent, resume=state == "resume")
-        after = f" [after {by_folder[os.path.normpath(run.parent_folder)].key}]" if run.parent_folder else ""
+        after = f" [after {run.parent_key}]" if run.parent_key else ""
         print(f"{run.key}: {env}{shlex.join(cmd)}{after}" + (" [finished: reused]" if state == "reuse" else ""))
     if args.slurm:
         from otcls.sweeps.slurm import dry_run_text

@@ -127,7 +127,7 @@ def run_here(settings: SweepSettings, runs: List[Run], *, workers: int, slots: O
     children: Dict[str, List[Run]] = {}
     for run in runs:
         if run.parent_folder:
-            children.setdefault(os.path.normpath(run.parent_folder), []).append(run)
+            children.setdefault(run.parent_key, []).append(run)
     stream = workers == 1
 
     def one(run: Run) -> Tuple[int, float, str]:
@@ -157,7 +157,7 @@ def run_here(settings: SweepSettings, runs: List[Run], *, workers: int, slots: O
                 fut = next(as_completed(futures))
                 run = futures.pop(fut)
                 rc, secs, state = fut.result()
-                waiting = children.get(os.path.normpath(run.folder), [])
+                waiting = children.get(run.key, [])
                 if interrupted:
                     continue
                 ok = on_done(run, rc, secs, state)

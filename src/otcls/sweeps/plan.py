@@ -29,6 +29,7 @@ class Run:
     folder: str
     parent_folder: Optional[str] = None
     parent_flag: Optional[str] = None
+    parent_key: Optional[str] = None  # the parent run's key (``ce/seed0``)
 
     @property
     def key(self) -> str:
@@ -57,7 +58,8 @@ class SweepSettings:
             for name in self.methods:
                 dep = self.depends.get(name)
                 out.append(Run(name, seed, self.folder(name, seed),
-                               self.folder(dep.parent, seed) if dep else None, dep.flag if dep else None))
+                               self.folder(dep.parent, seed) if dep else None, dep.flag if dep else None,
+                               f"{dep.parent}/seed{seed}" if dep else None))
         return out
 
     def command(self, run: Run, parent_checkpoint: Optional[str] = None, resume: bool = False) -> List[str]:

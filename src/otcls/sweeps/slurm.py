@@ -160,7 +160,6 @@ def submit(settings: SweepSettings, runs: List[Run], opts: SlurmOptions) -> Dict
             previous = json.load(fh)
     alive = _alive(list(previous.values()))
     jobs = {k: v for k, v in previous.items() if v in alive and k != "summary"}
-    by_folder = {os.path.normpath(r.folder): r for r in runs}
     todo = [r for r in runs if not is_finished(r.folder) and r.key not in jobs]
     roots = [r for r in todo if not r.parent_folder]
     if roots:
@@ -169,8 +168,7 @@ def submit(settings: SweepSettings, runs: List[Run], opts: SlurmOptions) -> Dict
             handles = [(r, executor.submit(RunTask(settings, r))) for r in roots]
         jobs.update({r.key: h.job_id for r, h in handles})
     for r in (r for r in todo if r.parent_folder):
-        parent = by_folder[os.path.normpath(r.parent_folder)]
-        dependency = f"afterok:{jobs[parent.key]}" if parent.key in jobs else None
+        dependency = f"afterok:{jobs[r.parent_key]}" if r.parent_key in jobs else None
         executor = _executor(folder, opts, **opts.sbatch_parameters(dependency))
         jobs[r.key] = executor.submit(RunTask(settings, r)).job_id
     waits = sorted(set(jobs.values()))
@@ -187,9 +185,8 @@ def run_waves(settings: SweepSettings, runs: List[Run], opts: SlurmOptions) -> D
     the dependants); ``{run key: exit status}``."""
     folder = os.path.join(settings.out, "slurm")
     status: Dict[str, int] = {}
-    by_folder = {os.path.normpath(r.folder): r for r in runs}
     for wave in ([r for r in runs if not r.parent_folder], [r for r in runs if r.parent_folder]):
-        wave = [r for r in wave if not r.parent_folder or status.get(by_folder[os.path.normpath(r.parent_folder)].key) == 0]
+        wave = [r for r in wave if not r.parent_folder or status.get(r.parent_key) == 0]
         if not wave:
             continue
         executor = _executor(folder, opts, **opts.sbatch_parameters())
@@ -209,7 +206,6 @@ def dry_run_text(settings: SweepSettings, runs: List[Run], opts: SlurmOptions) -
     """What :func:`submit` would send: the sbatch header of a run's job and of a dependant, and the graph."""
     from submitit.slurm.slurm import _make_sbatch_string  # the only way to render submitit's sbatch file offline
 
-    by_folder = {os.path.normpath(r.folder): r for r in runs}
     dependants = any(r.parent_folder for r in runs)
     lines = ["sbatch parameters of a dependant's job (the first wave's array: the same without --dependency and "
              "--kill-on-invalid-dep):" if dependants else "sbatch parameters of a run's job:"]
@@ -221,6 +217,6 @@ def dry_run_text(settings: SweepSettings, runs: List[Run], opts: SlurmOptions) -
     lines.append(f"  array [{', '.join(roots)}] ← nothing")
     for r in runs:
         if r.parent_folder:
-            lines.append(f"  {r.key} ← afterok {by_folder[os.path.normpath(r.parent_folder)].key}")
+            lines.append(f"  {r.key} ← afterok {r.parent_key}")
     lines.append(f"  summary ← afterany every job above ({shlex.quote(os.path.join(settings.out, 'summary.md'))})")
     return lines
